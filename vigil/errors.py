@@ -1,0 +1,113 @@
+"""Every error Vigil raises on purpose, in one tree.
+
+::
+
+    VigilError                      500  something Vigil itself got wrong
+    ├── ConfigError                 500  a setting is missing or invalid (raised at start, never per request)
+    ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
+    │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
+    └── ClientError                 400  the request is wrong; the body says why
+        ├── InvalidRequest          400  malformed JSON, bad query parameter
+        ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
+        ├── Unauthorized            401  no API key, or an unknown one
+        ├── Forbidden               403  the key lacks the scope the route needs
+        ├── NotFound                404  no such event, tenant or key (within the caller's tenant)
+        ├── Conflict                409  the thing already exists
+        ├── PayloadTooLarge         413  request or event over its size limit
+        ├── UnsupportedMediaType    415  a body that is neither JSON nor NDJSON
+        └── RateLimited             429  over the tenant's rate limit; ``retry_after`` seconds
+
+The HTTP status lives on the class; :func:`vigil.web.app` renders every one of them as::
+
+    {"error": {"type": "validation_failed", "message": "...", "details": [...]}}
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class VigilError(Exception):
+    """Base of every error Vigil raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body, in the one shape every error uses."""
+        err: dict[str, Any] = {"type": self.code, "message": self.message}
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+class ConfigError(VigilError):
+    code = "config_error"
+
+
+class StorageError(VigilError):
+    status = 503
+    code = "storage_unavailable"
+
+
+class AppendOnlyViolation(StorageError):
+    status = 500
+    code = "append_only_violation"
+
+
+class ClientError(VigilError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+
+
+class ValidationFailed(ClientError):
+    status = 422
+    code = "validation_failed"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(ClientError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

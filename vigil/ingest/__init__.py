@@ -1,0 +1,1 @@
+"""Intake: decode, validate, redact and canonicalise events before they reach the ledger."""

@@ -1,0 +1,350 @@
+"""Turn a request body into prepared events: decode → validate → redact → canonicalise → leaf hash.
+
+Every problem of every event is reported (field path and reason); one bad event never loses the good ones.
+The common case, a body whose events are all valid, is decoded by msgspec in one typed pass; only when that
+fails is the body decoded loosely and each event checked field by field to list all of its problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, get_args, get_origin
+
+import msgspec
+
+from vigil.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from vigil.ids import is_uuid7, uuid7
+from vigil.ingest.redact import redact_changes, redact_metadata
+from vigil.ledger.canonical import NotCanonicalizable, canonical, scan
+from vigil.model import (
+    MAX_CHANGES,
+    MAX_EVENT_BYTES,
+    MAX_METADATA_KEY_LEN,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LEN,
+    MAX_REQUEST_EVENTS,
+    Event,
+    EventIn,
+)
+
+NDJSON = "application/x-ndjson"
+JSON = "application/json"
+
+_batch_decoder = msgspec.json.Decoder(list[EventIn])
+_raw_decoder = msgspec.json.Decoder()
+_sha256 = hashlib.sha256
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An event ready for the ledger: its stored form, canonical bytes, leaf hash and index columns."""
+
+    index: int
+    id: uuid.UUID
+    occurred_us: int
+    event: Event
+    body: bytes
+    leaf: bytes
+    text: str
+
+    @property
+    def targets(self) -> list[tuple[str, str]]:
+        return [(t.type, t.id) for t in self.event.targets]
+
+
+@dataclass(slots=True)
+class Rejected:
+    """An event that was not accepted, with every reason."""
+
+    index: int
+    errors: list[dict[str, str]]
+    id: str | None = None
+
+
+def to_us(dt: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def rfc3339(us: int) -> str:
+    """RFC 3339 UTC text (microsecond precision, ``Z``) of microseconds since the epoch."""
+    secs, frac = divmod(us, 1_000_000)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:06d}Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def decode_body(body: bytes, content_type: str) -> tuple[list[EventIn] | None, list[Any]]:
+    """Decode a request body. Returns (typed events, []) when all are valid, else (None, loose items).
+
+    NDJSON lines that are not JSON become ``msgspec.DecodeError`` items, so they are rejected one by one;
+    a JSON body that is not JSON, or not an array, is a 400 that says where.
+    """
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("", JSON, NDJSON):
+        raise UnsupportedMediaType(
+            f"send {JSON} (an array of events) or {NDJSON} (one event per line); got {media}"
+        )
+    if media == NDJSON:
+        items: list[Any] = []
+        for lineno, line in enumerate(body.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(_raw_decoder.decode(line))
+            except msgspec.DecodeError as exc:
+                items.append(msgspec.DecodeError(f"line {lineno}: {exc}"))
+        _check_count(len(items))
+        return None, items
+    try:
+        events = _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}") from None
+    else:
+        _check_count(len(events))
+        return events, []
+    loose = _raw_decoder.decode(body)
+    if not isinstance(loose, list):
+        raise InvalidRequest(
+            "the body must be a JSON array of events (or NDJSON with "
+            f"Content-Type: {NDJSON}); got a JSON {type(loose).__name__}"
+        )
+    _check_count(len(loose))
+    return None, loose
+
+
+def _check_count(n: int) -> None:
+    if n > MAX_REQUEST_EVENTS:
+        raise PayloadTooLarge(f"a request holds at most {MAX_REQUEST_EVENTS} events; this one has {n}")
+    if n == 0:
+        raise InvalidRequest("the request holds no events")
+
+
+def prepare_batch(
+    body: bytes, content_type: str, tenant: str, received_us: int
+) -> tuple[list[Prepared], list[Rejected]]:
+    """Decode and prepare every event of a request body for ``tenant``."""
+    typed, loose = decode_body(body, content_type)
+    received_at = rfc3339(received_us)
+    good: list[Prepared] = []
+    bad: list[Rejected] = []
+    if typed is not None:
+        for i, ev in enumerate(typed):
+            _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+        return good, bad
+    for i, item in enumerate(loose):
+        if isinstance(item, msgspec.DecodeError):
+            bad.append(Rejected(i, [{"field": "", "message": f"malformed JSON: {item}"}]))
+            continue
+        try:
+            ev = msgspec.convert(item, EventIn)
+        except msgspec.ValidationError:
+            errors = struct_errors(item, EventIn, "")
+            raw_id = item.get("id") if isinstance(item, dict) else None
+            bad.append(
+                Rejected(
+                    i,
+                    errors or [{"field": "", "message": "invalid event"}],
+                    raw_id if isinstance(raw_id, str) else None,
+                )
+            )
+            continue
+        _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+    return good, bad
+
+
+def _sort(item: Prepared | Rejected, good: list[Prepared], bad: list[Rejected]) -> None:
+    if isinstance(item, Prepared):
+        good.append(item)
+    else:
+        bad.append(item)
+
+
+def prepare_event(
+    ev: EventIn, tenant: str, received_us: int, received_at: str | None = None, i: int = 0
+) -> Prepared | Rejected:
+    """Validate, redact and canonicalise one decoded event for ``tenant``."""
+    if received_at is None:
+        received_at = rfc3339(received_us)
+    errors: list[dict[str, str]] = []
+    slow = False
+    if ev.id is None:
+        eid = uuid7(received_us // 1000)
+    elif is_uuid7(ev.id):
+        eid = ev.id
+    else:
+        eid = ev.id
+        errors.append({"field": "id", "message": f"must be a UUIDv7; got a version {ev.id.version} UUID"})
+    metadata = ev.metadata
+    if metadata:
+        if len(metadata) > MAX_METADATA_KEYS:
+            errors.append(
+                {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
+            )
+        for key, value in metadata.items():
+            if len(key) > MAX_METADATA_KEY_LEN or not key:
+                errors.append(
+                    {
+                        "field": f"metadata.{key[:60]}",
+                        "message": f"keys must be 1 to {MAX_METADATA_KEY_LEN} characters",
+                    }
+                )
+            if type(value) is str and len(value) > MAX_METADATA_VALUE_LEN:
+                errors.append(
+                    {
+                        "field": f"metadata.{key[:60]}",
+                        "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
+                    }
+                )
+        try:
+            slow = scan(metadata)
+        except NotCanonicalizable as exc:
+            errors.append({"field": "metadata", "message": str(exc)})
+        metadata = redact_metadata(metadata)
+    changes = ev.changes
+    if changes:
+        if len(changes) > MAX_CHANGES:
+            errors.append(
+                {"field": "changes", "message": f"at most {MAX_CHANGES} fields; got {len(changes)}"}
+            )
+        for key, pair in changes.items():
+            if len(pair) != 2:
+                errors.append({"field": f"changes.{key[:60]}", "message": "must be a [before, after] pair"})
+        try:
+            slow = scan(changes) or slow
+        except NotCanonicalizable as exc:
+            errors.append({"field": "changes", "message": str(exc)})
+        changes = redact_changes(changes)
+    if errors:
+        return Rejected(i, errors, str(eid))
+    if ev.occurred_at is None:
+        occurred_us, occurred_at = received_us, received_at
+    else:
+        occurred_us = to_us(ev.occurred_at)
+        occurred_at = rfc3339(occurred_us)
+    actor = ev.actor if ev.actor.type is not None else msgspec.structs.replace(ev.actor, type="user")
+    event = Event(
+        id=str(eid),
+        tenant=tenant,
+        occurred_at=occurred_at,
+        received_at=received_at,
+        action=ev.action,
+        actor=actor,
+        category=ev.category,
+        outcome=ev.outcome,
+        targets=ev.targets,
+        context=ev.context,
+        changes=changes,
+        reason=ev.reason,
+        message=ev.message,
+        metadata=metadata,
+    )
+    body = canonical(event, slow=slow)
+    if len(body) > MAX_EVENT_BYTES:
+        return Rejected(
+            i,
+            [
+                {
+                    "field": "",
+                    "message": f"an event is at most {MAX_EVENT_BYTES} bytes; this one is {len(body)}",
+                }
+            ],
+            str(eid),
+        )
+    return Prepared(i, eid, occurred_us, event, body, _sha256(b"\x00" + body).digest(), search_text(event))
+
+
+def search_text(event: Event) -> str:
+    """The words free-text search finds an event by: its message and its metadata keys and values."""
+    parts = [event.message or ""]
+    if event.metadata:
+        for k, v in event.metadata.items():
+            parts.append(k)
+            if v is not None:
+                parts.append(str(v))
+    return " ".join(parts)
+
+
+def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list[dict[str, str]]:
+    """Every problem of ``value`` as an instance of ``struct``, one entry per field (recursing into structs)."""
+
+    def path(name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
+    if not isinstance(value, dict):
+        return [{"field": prefix, "message": f"expected an object, got {_json_type(value)}"}]
+    errors: list[dict[str, str]] = []
+    info = msgspec.structs.fields(struct)
+    names = {f.encode_name for f in info}
+    for key in value:
+        if key not in names:
+            errors.append({"field": path(str(key)), "message": "unknown field"})
+    for f in info:
+        if f.encode_name not in value:
+            if f.required:
+                errors.append({"field": path(f.encode_name), "message": "required"})
+            continue
+        item = value[f.encode_name]
+        try:
+            msgspec.convert(item, f.type)
+        except msgspec.ValidationError as exc:
+            inner, sub = _struct_of(f.type), _list_struct_of(f.type)
+            if inner is not None and isinstance(item, dict):
+                errors.extend(struct_errors(item, inner, path(f.encode_name)))
+            elif sub is not None and isinstance(item, list):
+                before = len(errors)
+                for j, elem in enumerate(item):
+                    errors.extend(struct_errors(elem, sub, f"{path(f.encode_name)}[{j}]"))
+                if len(errors) == before:
+                    errors.append({"field": path(f.encode_name), "message": _reason(exc)})
+            else:
+                errors.append({"field": path(f.encode_name) + _suffix(exc), "message": _reason(exc)})
+    return errors
+
+
+def _reason(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    return text.split(" - at `", 1)[0]
+
+
+def _suffix(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    if " - at `$" in text:
+        return text.split(" - at `$", 1)[1].rstrip("`")
+    return ""
+
+
+def _struct_of(tp: Any) -> type[msgspec.Struct] | None:
+    for cand in (tp, *get_args(tp)):
+        if isinstance(cand, type) and issubclass(cand, msgspec.Struct):
+            return cand
+    return None
+
+
+def _list_struct_of(tp: Any) -> type[msgspec.Struct] | None:
+    for cand in (tp, *get_args(tp)):
+        if get_origin(cand) is list:
+            return _struct_of(get_args(cand)[0])
+        inner = get_args(cand)
+        if inner and get_origin(inner[0]) is list:
+            return _struct_of(get_args(inner[0])[0])
+    return None
+
+
+def _json_type(value: Any) -> str:
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

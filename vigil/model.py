@@ -1,0 +1,227 @@
+"""The audit event: what clients send (:class:`EventIn`) and what the log stores (:class:`Event`).
+
+The shape follows DESIGN.md ("The event"). Fields a client leaves out are left out of the stored event too
+(``omit_defaults``), so the canonical bytes that are hashed hold exactly what was said.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+# Limits from the issue tracker (WorkOS's metadata caps; our own event and request caps).
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LEN = 40
+MAX_METADATA_VALUE_LEN = 500
+MAX_EVENT_BYTES = 64 * 1024
+MAX_REQUEST_EVENTS = 1000
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+MAX_TARGETS = 50
+MAX_CHANGES = 100
+MAX_SAFE_INT = 2**53 - 1
+UUID7_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+
+Category = Literal["activity", "audit", "data_access", "change", "system"]
+Outcome = Literal["success", "failure", "denied", "error"]
+ActorType = Literal["user", "api_key", "service", "operator", "system", "anonymous"]
+CATEGORIES: tuple[str, ...] = ("activity", "audit", "data_access", "change", "system")
+OUTCOMES: tuple[str, ...] = ("success", "failure", "denied", "error")
+ACTOR_TYPES: tuple[str, ...] = ("user", "api_key", "service", "operator", "system", "anonymous")
+
+ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+
+Action = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=ACTION_PATTERN,
+        description="Dotted action name, e.g. user.login",
+    ),
+]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+OptText = Annotated[str, msgspec.Meta(max_length=256)]
+LongText = Annotated[str, msgspec.Meta(max_length=2000)]
+Scalar = str | int | float | bool | None
+
+
+class Actor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Who did it."""
+
+    id: ShortText
+    type: ActorType | None = None  # "user" when the client says nothing; the stored event always has it
+    name: OptText | None = None
+    email: OptText | None = None
+    session_id: OptText | None = None
+
+
+class Target(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What it was done to."""
+
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id: ShortText
+    name: OptText | None = None
+
+
+class Context(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Where and how it happened."""
+
+    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    user_agent: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    request_id: OptText | None = None
+    trace_id: OptText | None = None
+    method: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    route: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    location: OptText | None = None
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One event as a client sends it."""
+
+    action: Action
+    actor: Actor
+    id: uuid.UUID | None = None
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    category: Category = "activity"
+    outcome: Outcome = "success"
+    targets: Annotated[list[Target], msgspec.Meta(max_length=MAX_TARGETS)] = []
+    context: Context | None = None
+    changes: dict[str, list[Any]] | None = None
+    reason: LongText | None = None
+    message: LongText | None = None
+    metadata: dict[str, Scalar] | None = None
+
+
+class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One event as the log stores it; its canonical JSON is the Merkle leaf."""
+
+    id: str
+    tenant: str
+    occurred_at: str
+    received_at: str
+    action: str
+    actor: Actor
+    category: str
+    outcome: str
+    targets: list[Target] = []
+    context: Context | None = None
+    changes: dict[str, list[Any]] | None = None
+    reason: str | None = None
+    message: str | None = None
+    metadata: dict[str, Scalar] | None = None
+
+
+class StoredEvent(Event, kw_only=True):
+    """An event read back from the log, with its place in the tenant's Merkle tree (leaf index and hash)."""
+
+    seq: int
+    leaf_hash: str
+
+
+def stored_json(seq: int, leaf: bytes, body: bytes) -> bytes:
+    """The API form of a stored event: its canonical body with ``seq`` and ``leaf_hash`` spliced in front.
+
+    Splicing bytes instead of decoding and re-encoding keeps reads cheap; the canonical body is always a
+    non-empty JSON object.
+    """
+    return b'{"seq":%d,"leaf_hash":"%s",' % (seq, leaf.hex().encode()) + body[1:]
+
+
+_stored_decoder = msgspec.json.Decoder(StoredEvent)
+
+
+def decode_stored(seq: int, leaf: bytes, body: bytes) -> StoredEvent:
+    """A stored event as a Python object."""
+    return _stored_decoder.decode(stored_json(seq, leaf, body))
+
+
+class EventResult(msgspec.Struct, omit_defaults=True):
+    """Per-event answer of ``POST /v1/events``: either ``seq`` and ``leaf_hash``, or ``errors``."""
+
+    index: int
+    status: Literal["stored", "duplicate", "rejected"]
+    id: str | None = None
+    seq: int | None = None
+    leaf_hash: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class IngestResponse(msgspec.Struct):
+    """Answer of ``POST /v1/events``."""
+
+    accepted: int
+    rejected: int
+    results: list[EventResult]
+
+
+def event_in_schema(
+    ref_template: str = "#/components/schemas/{name}",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """JSON Schema of a request body (a list of :class:`EventIn`) and its components, with every limit.
+
+    The struct decodes leniently so that intake can list every problem of an event at once; the limits it
+    checks by hand (UUIDv7 ids, metadata caps, JSON-safe integers, change pairs) are written into the
+    documented schema here, so a schema-valid event is an acceptable one.
+    """
+    body, components = msgspec.json.schema_components(
+        [Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=MAX_REQUEST_EVENTS)]],
+        ref_template=ref_template,
+    )
+    safe_int = {"type": "integer", "minimum": -MAX_SAFE_INT, "maximum": MAX_SAFE_INT}
+    components["JsonValue"] = {
+        "anyOf": [
+            {"type": "string"},
+            safe_int,
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+            {"type": "array", "items": {"$ref": ref_template.format(name="JsonValue")}},
+            {"type": "object", "additionalProperties": {"$ref": ref_template.format(name="JsonValue")}},
+        ]
+    }
+    props = components["EventIn"]["properties"]
+    props["id"] = {
+        "anyOf": [{"type": "string", "pattern": UUID7_PATTERN}, {"type": "null"}],
+        "description": "UUIDv7; generated when absent. Resending an id is a safe retry.",
+    }
+    props["metadata"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "maxProperties": MAX_METADATA_KEYS,
+                "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_LEN},
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": "string", "maxLength": MAX_METADATA_VALUE_LEN},
+                        safe_int,
+                        {"type": "number"},
+                        {"type": "boolean"},
+                        {"type": "null"},
+                    ]
+                },
+            },
+            {"type": "null"},
+        ],
+        "description": "Flat map; values of secret-named keys are stored as [REDACTED].",
+    }
+    props["changes"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "maxProperties": MAX_CHANGES,
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "items": {"$ref": ref_template.format(name="JsonValue")},
+                },
+            },
+            {"type": "null"},
+        ],
+        "description": "{field: [before, after]}",
+    }
+    return body[0], components

@@ -1,0 +1,136 @@
+"""One declarative table of settings.
+
+Each :class:`Setting` becomes a CLI flag (``--rate-limit``), an environment variable (``VIGIL_RATE_LIMIT``) and a
+row of ``docs/settings.md``; a test fails when the table and the docs disagree. Precedence: flag, then
+environment, then default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, how to parse it, its default and what it does."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return "VIGIL_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port, 0 to 65535")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database",
+        str,
+        "./vigil.db",
+        "Where the log lives: a SQLite file path (or sqlite:///path). Created on first use.",
+    ),
+    Setting("host", str, "127.0.0.1", "Address `vigil serve` listens on."),
+    Setting("port", _port, 8000, "TCP port `vigil serve` listens on."),
+    Setting(
+        "rate_limit",
+        _positive_int,
+        20000,
+        "Events per second each tenant may ingest (token bucket); 0 turns the limit off.",
+    ),
+    Setting(
+        "rate_burst",
+        _positive_int,
+        40000,
+        "Events a tenant may send at once above its rate before it gets 429.",
+    ),
+    Setting(
+        "sqlite_synchronous",
+        str,
+        "FULL",
+        "SQLite `synchronous` pragma for the log. FULL survives power loss; NORMAL survives only a process "
+        "crash but commits faster.",
+        choices=("FULL", "NORMAL"),
+    ),
+    Setting(
+        "commit_max_events",
+        _positive_int,
+        5000,
+        "Largest number of events the writer puts in one group commit.",
+    ),
+    Setting(
+        "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings, read-only."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Resolve every setting from overrides (CLI flags), then the environment, then defaults."""
+        env = os.environ if environ is None else environ
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = set(given) - set(BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            if s.name in given:
+                raw, source = given[s.name], s.flag
+            elif s.env in env:
+                raw, source = env[s.env], s.env
+            else:
+                values[s.name] = s.default
+                continue
+            try:
+                value = s.type(raw) if isinstance(raw, str) else raw
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {raw!r} is not valid: {exc}") from None
+            if s.choices:
+                value = str(value)
+                match = next((c for c in s.choices if c.lower() == value.lower()), None)
+                if match is None:
+                    raise ConfigError(f"{source}: {raw!r} is not one of {', '.join(s.choices)}")
+                value = match
+            values[s.name] = value
+        return cls(values)

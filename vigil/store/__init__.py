@@ -1,0 +1,26 @@
+"""Stores: where tenants, keys and the logs live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vigil.errors import ConfigError
+from vigil.store.base import Store
+
+if TYPE_CHECKING:
+    from vigil.settings import Settings
+
+
+def open_store(database: str, settings: Settings | None = None, *, readonly: bool = False) -> Store:
+    """Open the store a ``--database`` value names: a SQLite path or ``sqlite:///path``."""
+    from vigil.store.sqlite import SQLiteStore
+
+    if database.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("PostgreSQL support is not built yet; use a SQLite path for --database")
+    if "://" in database and not database.startswith("sqlite:///"):
+        raise ConfigError(f"unsupported database URL {database!r}: give a SQLite file path or sqlite:///path")
+    path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
+    return SQLiteStore(path, settings)
+
+
+__all__ = ["Store", "open_store"]

@@ -1,0 +1,99 @@
+"""What every store gives the rest of Vigil, and the plain records it hands back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from vigil.ingest.intake import Prepared
+
+SCOPES: tuple[str, ...] = ("ingest", "read", "admin", "security", "auditor")
+PLATFORM_TENANT = "vigil"
+"""The platform's own log: every read, search, export and admin action on the logs is recorded there."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    slug: str
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    tenant_id: int
+    tenant: str
+    name: str
+    scopes: frozenset[str]
+    secret_hash: bytes
+    created_at: str
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where one event landed: its ``seq`` and leaf hash; ``duplicate`` when the id was already in the log."""
+
+    seq: int
+    leaf: bytes
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """Filters that combine (AND); lists of targets match when the event has that target."""
+
+    actor_id: str | None = None
+    action: str | None = None  # exact, or a prefix ending in ".*"
+    target_type: str | None = None
+    target_id: str | None = None
+    outcome: str | None = None
+    category: str | None = None
+    since_us: int | None = None  # occurred_at >= since
+    until_us: int | None = None  # occurred_at < until
+    text: str | None = None
+    order: Literal["newest", "seq"] = "newest"
+    limit: int = 50
+    after: tuple[int, int] | None = None  # keyset position: (occurred_us, seq) for newest, (0, seq) for seq
+    snapshot: int | None = None  # highest seq visible to this paging session
+
+
+RawEvent = tuple[int, bytes, bytes]
+"""An event as stored: (seq, leaf hash, canonical JSON body). :func:`vigil.model.stored_json` renders it."""
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[RawEvent]
+    next: tuple[int, int] | None
+    snapshot: int
+
+
+SubtreeReader = Callable[[int, int], bytes]
+
+
+class Store(Protocol):
+    """A place the log lives. SQLite (embedded) and PostgreSQL (production) both pass one contract suite."""
+
+    def create_tenant(self, slug: str, name: str | None = None) -> Tenant: ...
+    def get_tenant(self, slug: str) -> Tenant: ...
+    def list_tenants(self) -> list[Tenant]: ...
+    def create_key(self, key: ApiKey) -> None: ...
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+    def list_keys(self, tenant_id: int | None = None) -> list[ApiKey]: ...
+
+    def append(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
+        """Append events to a tenant's log durably; blocks until committed."""
+
+    async def append_async(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
+        """The same, from the event loop; concurrent callers share commits."""
+
+    def tree_size(self, tenant_id: int) -> int: ...
+    def subtree_reader(self, tenant_id: int) -> SubtreeReader: ...
+    def search(self, tenant_id: int, query: SearchQuery) -> Page: ...
+    def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,547 @@
+"""The embedded store: one SQLite file in WAL mode, one writer thread, read-only connections for queries.
+
+Every append of every tenant goes through the writer thread, so ``seq`` and each tenant's Merkle frontier are
+never racy. The writer drains whatever is queued when it is free and commits it in one transaction (group
+commit), then answers every caller: nobody hears "stored" before the commit is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vigil.errors import AppendOnlyViolation, Conflict, InvalidRequest, NotFound, StorageError
+from vigil.ledger.merkle import CompactRange, decompose
+from vigil.ledger.tiles import TILE_HEIGHT, TileReader
+from vigil.store.base import ApiKey, Appended, Page, RawEvent, SearchQuery, SubtreeReader, Tenant
+
+if TYPE_CHECKING:
+    from vigil.ingest.intake import Prepared
+    from vigil.settings import Settings
+
+log = logging.getLogger("vigil.store")
+
+SEQ_BITS = 40
+SEQ_MASK = (1 << SEQ_BITS) - 1
+TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+T = TypeVar("T")
+
+
+def rid_of(tenant_id: int, seq: int) -> int:
+    """The row id of a tenant's event: tenant in the high bits, ``seq`` in the low 40."""
+    return (tenant_id << SEQ_BITS) | seq
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Job:
+    __slots__ = ("events", "fn", "future", "tenant_id")
+
+    def __init__(
+        self,
+        tenant_id: int,
+        events: Sequence[Prepared] | None,
+        fn: Callable[[sqlite3.Connection], Any] | None,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.events = events
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The packaged SQLite migrations as (version, name, sql), in order."""
+    out = []
+    for entry in resources.files("vigil.store").joinpath("migrations").iterdir():
+        m = re.match(r"^(\d+)_(\w+)\.sqlite\.sql$", entry.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+class SQLiteStore:
+    """The embedded :class:`~vigil.store.base.Store`."""
+
+    def __init__(self, path: str, settings: Settings | None = None) -> None:
+        self.path = str(Path(path).expanduser())
+        synchronous = getattr(settings, "sqlite_synchronous", "FULL") if settings else "FULL"
+        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._frontiers: dict[int, CompactRange] = {}
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._closed = False
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = self._connect(readonly=False)
+        self._migrate(self._wconn)
+        self._writer = threading.Thread(target=self._write_loop, name="vigil-writer", daemon=True)
+        self._writer.start()
+
+    # -- connections ---------------------------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA cache_size=-65536")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+        known = migrations()
+        if known and current > known[-1][0]:
+            raise StorageError(
+                f"{self.path} has schema version {current}, newer than this Vigil knows "
+                f"({known[-1][0]}); upgrade Vigil"
+            )
+        for version, name, sql in known:
+            if version <= current:
+                continue
+            log.info("applying migration %04d_%s", version, name)
+            try:
+                conn.executescript(
+                    "BEGIN IMMEDIATE;\n" + sql + "\nINSERT INTO schema_migrations VALUES "
+                    f"({version}, '{name}', '{now_text()}');\nCOMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError(f"migration {version:04d}_{name} failed: {exc}") from exc
+
+    def schema_version(self) -> int:
+        return int(self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()[0])
+
+    # -- the writer thread ---------------------------------------------------------------------------------
+
+    def _submit(self, job: _Job) -> concurrent.futures.Future[Any]:
+        if self._closed:
+            raise StorageError("the store is closed")
+        self._queue.put(job)
+        return job.future
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread inside a transaction; returns its result after commit."""
+        result: T = self._submit(_Job(0, None, fn)).result()
+        return result
+
+    def append(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
+        result: list[Appended] = self._submit(_Job(tenant_id, events, None)).result()
+        return result
+
+    async def append_async(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
+        result: list[Appended] = await asyncio.wrap_future(self._submit(_Job(tenant_id, events, None)))
+        return result
+
+    def _write_loop(self) -> None:
+        queue = self._queue
+        while True:
+            job = queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            count = len(job.events or ())
+            stop = False
+            while count < self.commit_max and not queue.empty():
+                nxt = queue.get()
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                count += len(nxt.events or ())
+            self._commit(jobs)
+            if stop:
+                return
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        conn = self._wconn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [self._run(conn, job) for job in jobs]
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._frontiers.clear()  # in-memory frontiers may hold leaves that were rolled back
+            if len(jobs) > 1:
+                for job in jobs:  # retry alone, so one bad job fails only its own caller
+                    self._commit([job])
+                return
+            jobs[0].future.set_exception(_storage_error(exc))
+            return
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
+
+    def _run(self, conn: sqlite3.Connection, job: _Job) -> Any:
+        if job.fn is not None:
+            return job.fn(conn)
+        if job.events is None:
+            raise StorageError("empty write job")
+        return self._append_locked(conn, job.tenant_id, job.events)
+
+    def _append_locked(
+        self, conn: sqlite3.Connection, tenant_id: int, events: Sequence[Prepared]
+    ) -> list[Appended]:
+        frontier = self._frontier(conn, tenant_id)
+        known: dict[bytes, Appended] = {}
+        ids = [e.id.bytes for e in events]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for eid, rid, leaf in conn.execute(
+                f"SELECT id, rid, leaf_hash FROM events WHERE tenant_id = ? AND id IN ({marks})",
+                (tenant_id, *chunk),
+            ):
+                known[eid] = Appended(rid & SEQ_MASK, leaf, duplicate=True)
+        out: list[Appended] = []
+        rows: list[tuple[Any, ...]] = []
+        targets: list[tuple[Any, ...]] = []
+        texts: list[tuple[int, str]] = []
+        leaves: list[bytes] = []
+        seq = frontier.size
+        base = tenant_id << SEQ_BITS
+        for e, eid in zip(events, ids, strict=True):
+            hit = known.get(eid)
+            if hit is not None:
+                out.append(hit)
+                continue
+            rid = base | seq
+            ev = e.event
+            rows.append(
+                (
+                    rid,
+                    tenant_id,
+                    eid,
+                    e.occurred_us,
+                    ev.action,
+                    ev.category,
+                    ev.outcome,
+                    ev.actor.id,
+                    e.body,
+                    e.leaf,
+                )
+            )
+            for t in ev.targets:
+                targets.append((tenant_id, t.id, t.type, rid))
+            if e.text:
+                texts.append((rid, e.text))
+            leaves.append(e.leaf)
+            appended = Appended(seq, e.leaf)
+            known[eid] = Appended(seq, e.leaf, duplicate=True)
+            out.append(appended)
+            seq += 1
+        if seq > SEQ_MASK:
+            raise StorageError("the tenant's log is full (2**40 events)")
+        if rows:
+            conn.executemany(
+                "INSERT INTO events (rid, tenant_id, id, occurred_at, action, category, outcome, "
+                "actor_id, body, leaf_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            if targets:
+                conn.executemany("INSERT OR IGNORE INTO event_targets VALUES (?,?,?,?)", targets)
+            if texts:
+                conn.executemany("INSERT INTO events_fts (rowid, text) VALUES (?,?)", texts)
+            nodes = [
+                (tenant_id, level, idx, h)
+                for level, idx, h in frontier.extend(leaves)
+                if level and level % TILE_HEIGHT == 0
+            ]
+            if nodes:
+                conn.executemany("INSERT INTO tree_nodes VALUES (?,?,?,?)", nodes)
+        return out
+
+    def _frontier(self, conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
+        frontier = self._frontiers.get(tenant_id)
+        if frontier is None:
+            size = self._size(conn, tenant_id)
+            reader = TileReader(_tile_fetcher(conn, tenant_id), size)
+            frontier = CompactRange(size, [reader(level, idx) for level, idx in decompose(size)])
+            self._frontiers[tenant_id] = frontier
+        return frontier
+
+    # -- tenants and keys ----------------------------------------------------------------------------------
+
+    def create_tenant(self, slug: str, name: str | None = None) -> Tenant:
+        if not TENANT_SLUG.match(slug):
+            raise InvalidRequest(
+                f"tenant {slug!r}: use 2 to 63 lower-case letters, digits and dashes, "
+                "starting with a letter or digit"
+            )
+        created = now_text()
+
+        def insert(conn: sqlite3.Connection) -> int:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO tenants (slug, name, created_at) VALUES (?, ?, ?)",
+                    (slug, name or slug, created),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"tenant {slug!r} already exists") from None
+            return int(cur.lastrowid or 0)
+
+        return Tenant(self.write(insert), slug, name or slug, created)
+
+    def get_tenant(self, slug: str) -> Tenant:
+        row = (
+            self._reader()
+            .execute("SELECT id, slug, name, created_at FROM tenants WHERE slug = ?", (slug,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no tenant {slug!r}")
+        return Tenant(*row)
+
+    def list_tenants(self) -> list[Tenant]:
+        return [
+            Tenant(*r)
+            for r in self._reader().execute("SELECT id, slug, name, created_at FROM tenants ORDER BY slug")
+        ]
+
+    def create_key(self, key: ApiKey) -> None:
+        self.write(
+            lambda conn: conn.execute(
+                "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (
+                    key.key_id,
+                    key.tenant_id,
+                    key.name,
+                    ",".join(sorted(key.scopes)),
+                    key.secret_hash,
+                    key.created_at,
+                ),
+            )
+        )
+
+    _KEY_SQL = (
+        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, "
+        "k.revoked_at IS NOT NULL FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    )
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        row = self._reader().execute(self._KEY_SQL + " WHERE k.key_id = ?", (key_id,)).fetchone()
+        return None if row is None else _key(row)
+
+    def list_keys(self, tenant_id: int | None = None) -> list[ApiKey]:
+        if tenant_id is None:
+            rows = self._reader().execute(self._KEY_SQL + " ORDER BY t.slug, k.created_at")
+        else:
+            rows = self._reader().execute(
+                self._KEY_SQL + " WHERE k.tenant_id = ? ORDER BY k.created_at", (tenant_id,)
+            )
+        return [_key(r) for r in rows]
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _size(conn: sqlite3.Connection, tenant_id: int) -> int:
+        row = conn.execute(
+            "SELECT max(rid) FROM events WHERE rid BETWEEN ? AND ?",
+            (tenant_id << SEQ_BITS, (tenant_id << SEQ_BITS) | SEQ_MASK),
+        ).fetchone()
+        return 0 if row[0] is None else (row[0] & SEQ_MASK) + 1
+
+    def tree_size(self, tenant_id: int) -> int:
+        return self._size(self._reader(), tenant_id)
+
+    def subtree_reader(self, tenant_id: int) -> SubtreeReader:
+        conn = self._reader()
+        return TileReader(_tile_fetcher(conn, tenant_id), self._size(conn, tenant_id))
+
+    def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None:
+        try:
+            raw = _uuid_bytes(event_id)
+        except ValueError:
+            return None
+        row = (
+            self._reader()
+            .execute(
+                "SELECT rid, leaf_hash, body FROM events WHERE tenant_id = ? AND id = ?", (tenant_id, raw)
+            )
+            .fetchone()
+        )
+        return None if row is None else _stored(row)
+
+    def read_range(self, tenant_id: int, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """(seq, leaf_hash, canonical body) of seqs [start, end), in order."""
+        base = tenant_id << SEQ_BITS
+        return [
+            (rid & SEQ_MASK, leaf, body)
+            for rid, leaf, body in self._reader().execute(
+                "SELECT rid, leaf_hash, body FROM events WHERE rid >= ? AND rid < ? ORDER BY rid",
+                (base | start, base | end),
+            )
+        ]
+
+    def search(self, tenant_id: int, query: SearchQuery) -> Page:
+        conn = self._reader()
+        snapshot = query.snapshot
+        if snapshot is None:
+            snapshot = self._size(conn, tenant_id) - 1
+        base = tenant_id << SEQ_BITS
+        lo, hi = base, base | max(snapshot, 0)
+        if snapshot < 0:
+            return Page([], None, snapshot)
+        newest = query.order == "newest"
+        if query.after is not None:
+            if newest:
+                hi = min(hi, base | query.after[1]) - 1
+            else:
+                lo = max(lo, (base | query.after[1]) + 1)
+        if lo > hi:
+            return Page([], None, snapshot)
+        joins = ""
+        where = ["e.tenant_id = ?", "e.rid BETWEEN ? AND ?"]
+        params: list[int | str] = [tenant_id, lo, hi]
+        if query.target_type is not None or query.target_id is not None:
+            joins = " JOIN event_targets t ON t.rid = e.rid"
+            where += ["t.tenant_id = ?", "t.rid BETWEEN ? AND ?"]
+            params += [tenant_id, lo, hi]
+            for column, value in (("t.target_id", query.target_id), ("t.type", query.target_type)):
+                if value is not None:
+                    where.append(f"{column} = ?")
+                    params.append(value)
+        if query.actor_id is not None:
+            where.append("e.actor_id = ?")
+            params.append(query.actor_id)
+        if query.action is not None:
+            if query.action.endswith(".*"):
+                prefix = query.action[:-1]
+                where.append("e.action >= ? AND e.action < ?")
+                params += [prefix, prefix[:-1] + "/"]  # "/" sorts right after "."
+            else:
+                where.append("e.action = ?")
+                params.append(query.action)
+        if query.outcome is not None:
+            where.append("e.outcome = ?")
+            params.append(query.outcome)
+        if query.category is not None:
+            where.append("e.category = ?")
+            params.append(query.category)
+        if query.since_us is not None:
+            where.append("e.occurred_at >= ?")
+            params.append(query.since_us)
+        if query.until_us is not None:
+            where.append("e.occurred_at < ?")
+            params.append(query.until_us)
+        if query.text:
+            where.append(
+                "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid BETWEEN ? AND ?)"
+            )
+            params += [fts_query(query.text), lo, hi]
+        sql = (
+            f"SELECT e.rid, e.leaf_hash, e.body FROM events e{joins} WHERE {' AND '.join(where)} "
+            f"ORDER BY e.rid {'DESC' if newest else 'ASC'} LIMIT ?"
+        )
+        params.append(query.limit + 1)
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc):
+                raise InvalidRequest(f"cannot search for {query.text!r}: {exc}") from None
+            raise StorageError(f"search failed: {exc}") from exc
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        events = [_stored(r) for r in rows]
+        nxt = (0, rows[-1][0] & SEQ_MASK) if more and rows else None
+        return Page(events, nxt, snapshot)
+
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (cheap; run after bulk loads)."""
+        self.write(lambda conn: conn.execute("PRAGMA optimize=0x10002"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join(timeout=30)
+        with contextlib.suppress(sqlite3.Error):  # statistics are a nicety; closing must not fail on them
+            self._wconn.execute("PRAGMA optimize")
+        self._wconn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query: every word quoted (so operators in user text are plain words), all required."""
+    words = re.findall(r"[^\W_]+\*?", text)
+    if not words:
+        raise InvalidRequest("free-text search needs at least one word")
+    return " ".join('"' + w.rstrip("*") + '"' + ("*" if w.endswith("*") else "") for w in words[:16])
+
+
+def _tile_fetcher(conn: sqlite3.Connection, tenant_id: int) -> Callable[[int, int, int], list[bytes]]:
+    base = tenant_id << SEQ_BITS
+
+    def fetch(level: int, start: int, end: int) -> list[bytes]:
+        if level == 0:
+            rows = conn.execute(
+                "SELECT leaf_hash FROM events WHERE rid >= ? AND rid < ? ORDER BY rid",
+                (base | start, base | end),
+            )
+        else:
+            rows = conn.execute(
+                "SELECT hash FROM tree_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? "
+                "AND idx < ? ORDER BY idx",
+                (tenant_id, level, start, end),
+            )
+        return [r[0] for r in rows]
+
+    return fetch
+
+
+def _uuid_bytes(text: str) -> bytes:
+    import uuid
+
+    return uuid.UUID(text).bytes
+
+
+def _stored(row: tuple[int, bytes, bytes]) -> RawEvent:
+    rid, leaf, body = row
+    return rid & SEQ_MASK, leaf, body
+
+
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(row[0], row[1], row[2], row[3], frozenset(row[4].split(",")), row[5], row[6], bool(row[7]))
+
+
+def _storage_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.IntegrityError) and "append-only" in str(exc):
+        return AppendOnlyViolation(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"SQLite: {exc}")
+    return exc

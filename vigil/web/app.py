@@ -1,0 +1,479 @@
+"""The HTTP API: thin routes over the store, the intake and the key ring.
+
+Every error, ours or the framework's, leaves as ``{"error": {"type", "message", "details"?}}`` with the status
+its class carries (see :mod:`vigil.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post, route
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, SecurityScheme
+from litestar.params import FromPath, Parameter
+
+import vigil
+from vigil.auth import KeyRing, require
+from vigil.errors import ClientError, InvalidRequest, NotFound, RateLimited, VigilError
+from vigil.ingest.intake import NDJSON, prepare_batch, prepare_event, to_us
+from vigil.ingest.ratelimit import RateLimiter
+from vigil.model import (
+    MAX_METADATA_VALUE_LEN,
+    MAX_REQUEST_BYTES,
+    MAX_REQUEST_EVENTS,
+    Actor,
+    EventIn,
+    EventResult,
+    IngestResponse,
+    StoredEvent,
+    Target,
+    event_in_schema,
+    stored_json,
+)
+from vigil.settings import Settings
+from vigil.store import Store, open_store
+from vigil.store.base import PLATFORM_TENANT, ApiKey, SearchQuery
+
+log = logging.getLogger("vigil.web")
+
+_body_schema, _components = event_in_schema()
+
+
+class Problem(msgspec.Struct):
+    type: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class ErrorBody(msgspec.Struct):
+    error: Problem
+
+
+class SearchPage(msgspec.Struct):
+    data: list[StoredEvent]
+    next_cursor: str | None
+    snapshot_seq: int
+
+
+class Health(msgspec.Struct):
+    status: str
+    version: str
+
+
+@dataclass
+class _IngestOperation(Operation):
+    """``POST /v1/events`` reads its body itself (per-event errors), so its OpenAPI body is declared here."""
+
+    def __post_init__(self) -> None:
+        schema: Any = (
+            _body_schema  # a plain JSON Schema dict; the spec objects pass dicts through as they are
+        )
+        self.request_body = RequestBody(
+            required=True,
+            description=f"Up to {MAX_REQUEST_EVENTS} events and {MAX_REQUEST_BYTES} bytes: a JSON array, or "
+            f"the same events one per line with Content-Type: {NDJSON}.",
+            content={
+                "application/json": OpenAPIMediaType(schema=schema),
+                NDJSON: OpenAPIMediaType(schema=schema),
+            },
+        )
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_SEARCH_PARAMS = frozenset(
+    {
+        "actor_id",
+        "action",
+        "target_type",
+        "target_id",
+        "outcome",
+        "category",
+        "since",
+        "until",
+        "q",
+        "order",
+        "limit",
+        "cursor",
+    }
+)
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_ERRORS = {
+    s: ResponseSpec(data_container=ErrorBody, description=d)
+    for s, d in ((400, "Malformed request"), (401, "No or unknown API key"), (403, "Key lacks the scope"))
+}
+
+
+class App:
+    """Wires the store, the key ring and the rate limiter into route handlers."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self.owns_store = store is None
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self._keyring: KeyRing | None = None
+        self._platform_id: int | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.database, self.settings)
+        return self._store
+
+    @property
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            self._keyring = KeyRing(self.store)
+        return self._keyring
+
+    def startup(self) -> None:
+        self._platform_id = self.store.get_tenant(PLATFORM_TENANT).id
+
+    async def shutdown(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.owns_store and self._store is not None:
+            self._store.close()
+
+    def auth(self, request: Request[Any, Any, Any], *scopes: str) -> ApiKey:
+        key = self.keyring.authenticate(request.headers.get("authorization"))
+        require(key, *scopes)
+        return key
+
+    def record_access(self, key: ApiKey, action: str, metadata: dict[str, Any]) -> None:
+        """Record a read of a tenant's log in the platform log, without making the reader wait for it."""
+        if self._platform_id is None:
+            self.startup()
+        now = time.time_ns() // 1000
+        meta = {
+            k: v[:MAX_METADATA_VALUE_LEN] if isinstance(v, str) else v
+            for k, v in metadata.items()
+            if v is not None
+        }
+        ev = EventIn(
+            action=action,
+            category="data_access",
+            actor=Actor(id=key.key_id, type="api_key", name=key.name),
+            targets=[Target(type="tenant", id=key.tenant)],
+            metadata=meta,
+        )
+        prepared = prepare_event(ev, PLATFORM_TENANT, now)
+        if not hasattr(prepared, "leaf"):
+            log.error("could not record access %s: %s", action, prepared)
+            return
+        task = asyncio.ensure_future(self.store.append_async(self._platform_id or 0, [prepared]))  # type: ignore[list-item]
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recording an access in the platform log failed: %s", task.exception())
+
+
+def _json(data: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(content=data, status_code=status, media_type="application/json", headers=headers)
+
+
+def _cursor_encode(tenant_id: int, order: str, seq: int, snapshot: int) -> str:
+    raw = msgspec.json.encode({"t": tenant_id, "o": order, "s": seq, "n": snapshot})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = msgspec.json.decode(raw, type=dict[str, int | str])
+        seq, snap, t, o = data["s"], data["n"], data["t"], data["o"]
+    except (binascii.Error, ValueError, KeyError, msgspec.DecodeError):
+        raise InvalidRequest("cursor is not one this server gave out") from None
+    if t != tenant_id or o != order or not isinstance(seq, int) or not isinstance(snap, int):
+        raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
+    return seq, snap
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Litestar:
+    """The ASGI application. Opens the store named by the settings unless one is given."""
+    settings = settings or Settings.load()
+    app = App(settings, store)
+
+    @get("/healthz", summary="Liveness", tags=["ops"], sync_to_thread=False)
+    def healthz() -> Health:
+        """The process is up."""
+        return Health("ok", vigil.__version__)
+
+    @get(
+        "/readyz",
+        summary="Readiness",
+        tags=["ops"],
+        sync_to_thread=True,
+        responses={503: ResponseSpec(data_container=ErrorBody, description="Store not ready")},
+    )
+    def readyz() -> Health:
+        """The store answers a read; load balancers route traffic here only then."""
+        app.store.tree_size(app._platform_id or 1)
+        return Health("ready", vigil.__version__)
+
+    @post(
+        "/v1/events",
+        summary="Record events",
+        tags=["events"],
+        security=_BEARER,
+        operation_class=_IngestOperation,
+        request_max_body_size=MAX_REQUEST_BYTES,
+        status_code=200,
+        responses={
+            **_ERRORS,
+            413: ResponseSpec(data_container=ErrorBody, description="Too large"),
+            415: ResponseSpec(data_container=ErrorBody, description="Neither JSON nor NDJSON"),
+            422: ResponseSpec(data_container=ErrorBody, description="Every event was rejected"),
+            429: ResponseSpec(data_container=ErrorBody, description="Over the rate limit"),
+        },
+    )
+    async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
+        """Append events to the caller's tenant log. Answers after they are durably committed.
+
+        Each event gets a result: ``stored`` (with its ``seq`` and ``leaf_hash``), ``duplicate`` (the id was
+        already logged; the original ``seq``) or ``rejected`` (with every problem found).
+        """
+        key = app.auth(request, "ingest")
+        body = await request.body()
+        received_us = time.time_ns() // 1000
+        good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
+        app.limiter.take(key.tenant_id, len(good) + len(bad))
+        results: list[EventResult | None] = [None] * (len(good) + len(bad))
+        for r in bad:
+            results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
+        if not good:
+            raise _AllRejected(results)
+        appended = await app.store.append_async(key.tenant_id, good)
+        for p, a in zip(good, appended, strict=True):
+            results[p.index] = EventResult(
+                p.index,
+                "duplicate" if a.duplicate else "stored",
+                id=str(p.id),
+                seq=a.seq,
+                leaf_hash=a.leaf.hex(),
+            )
+        return IngestResponse(len(good), len(bad), [r for r in results if r is not None])
+
+    @get(
+        "/v1/events",
+        summary="Search events",
+        tags=["events"],
+        security=_BEARER,
+        responses={**_ERRORS, 200: ResponseSpec(data_container=SearchPage, description="A page of events")},
+    )
+    async def search(
+        request: Request[Any, Any, Any],
+        actor_id: Annotated[
+            str | None, Parameter(description="Only events by this actor", max_length=256)
+        ] = None,
+        action: Annotated[
+            str | None,
+            Parameter(description="Exact action, or a prefix ending in .* (user.*)", max_length=130),
+        ] = None,
+        target_type: Annotated[
+            str | None, Parameter(description="Events with a target of this type", max_length=64)
+        ] = None,
+        target_id: Annotated[
+            str | None, Parameter(description="Events with a target of this id", max_length=256)
+        ] = None,
+        outcome: Annotated[Literal["success", "failure", "denied", "error"] | None, Parameter()] = None,
+        category: Annotated[
+            Literal["activity", "audit", "data_access", "change", "system"] | None, Parameter()
+        ] = None,
+        since: Annotated[datetime | None, Parameter(description="occurred_at >= since (RFC 3339)")] = None,
+        until: Annotated[datetime | None, Parameter(description="occurred_at < until (RFC 3339)")] = None,
+        q: Annotated[
+            str | None,
+            Parameter(description="Words in the message or metadata (all must match)", max_length=512),
+        ] = None,
+        order: Annotated[
+            Literal["newest", "seq"],
+            Parameter(description="newest: most recently logged first; seq: log order"),
+        ] = "newest",
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        cursor: Annotated[
+            str | None, Parameter(description="next_cursor of the previous page", max_length=512)
+        ] = None,
+    ) -> Response[bytes]:
+        """Search the caller's tenant log. Filters combine; pages stay stable while new events arrive."""
+        key = app.auth(request, "read", "auditor")
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        unknown = sorted({k for k, _ in parse_qsl(raw_query, keep_blank_values=True)} - _SEARCH_PARAMS)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown query parameters: {', '.join(map(repr, unknown))[:200]}; "
+                f"known: {', '.join(sorted(_SEARCH_PARAMS))}"
+            )
+        if action is not None and action.endswith("*") and not action.endswith(".*"):
+            raise InvalidRequest("an action prefix ends in .* (for example user.*)")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and (
+                value.tzinfo is None or not _RFC3339.match(request.query_params.get(name, ""))
+            ):
+                raise InvalidRequest(
+                    f"{name} must be an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z"
+                )
+        after, snapshot = _cursor_decode(cursor, key.tenant_id, order) if cursor else (None, None)
+        query = SearchQuery(
+            actor_id=actor_id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            outcome=outcome,
+            category=category,
+            since_us=to_us(since) if since else None,
+            until_us=to_us(until) if until else None,
+            text=q,
+            order=order,
+            limit=limit,
+            after=(0, after) if after is not None else None,
+            snapshot=snapshot,
+        )
+        page = await asyncio.to_thread(app.store.search, key.tenant_id, query)
+        app.record_access(
+            key,
+            "audit_log.searched",
+            {
+                "actor_id": actor_id,
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "outcome": outcome,
+                "category": category,
+                "q": q,
+                "results": len(page.events),
+            },
+        )
+        nxt = _cursor_encode(key.tenant_id, order, page.next[1], page.snapshot) if page.next else None
+        data = b",".join(stored_json(*e) for e in page.events)
+        return _json(
+            b'{"data":['
+            + data
+            + b'],"next_cursor":'
+            + msgspec.json.encode(nxt)
+            + b',"snapshot_seq":%d}' % page.snapshot
+        )
+
+    @get(
+        "/v1/events/{event_id:str}",
+        summary="Get one event",
+        tags=["events"],
+        security=_BEARER,
+        responses={
+            **_ERRORS,
+            200: ResponseSpec(data_container=StoredEvent, description="The event"),
+            404: ResponseSpec(data_container=ErrorBody, description="No such event"),
+        },
+    )
+    async def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
+        """One event of the caller's tenant, with its ``seq`` and ``leaf_hash``."""
+        key = app.auth(request, "read", "auditor")
+        raw = await asyncio.to_thread(app.store.get_event, key.tenant_id, event_id)
+        app.record_access(
+            key, "audit_log.event.viewed", {"event_id": event_id[:64], "found": raw is not None}
+        )
+        if raw is None:
+            raise NotFound(f"no event {event_id!r} in this tenant's log")
+        return _json(stored_json(*raw))
+
+    @route("/v1/events", http_method="OPTIONS", include_in_schema=False)
+    async def events_options() -> Response[None]:
+        # Registered first: the framework's automatic OPTIONS answer would list only one of GET and POST.
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
+
+    def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        if isinstance(exc, _AllRejected):
+            body = ErrorBody(
+                Problem(
+                    "validation_failed",
+                    "every event of the request was rejected",
+                    [msgspec.to_builtins(r) for r in exc.results if r is not None],
+                )
+            )
+            return _json(msgspec.json.encode(body), 422)
+        if isinstance(exc, VigilError):
+            headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
+            if not isinstance(exc, ClientError):
+                log.error("%s %s failed: %s", request.method, request.url.path, exc)
+            return _json(msgspec.json.encode(exc.body()), exc.status, headers)
+        if isinstance(exc, ValidationException):
+            details = [
+                {"field": str(e.get("key", "")), "message": str(e.get("message", ""))}
+                for e in (exc.extra if isinstance(exc.extra, list) else [])
+            ]
+            err = InvalidRequest("invalid query or path parameter", details=details)
+            return _json(msgspec.json.encode(err.body()), 400)
+        if isinstance(exc, HTTPException):
+            code = {
+                401: "unauthorized",
+                403: "forbidden",
+                404: "not_found",
+                405: "method_not_allowed",
+                413: "payload_too_large",
+            }.get(exc.status_code, "bad_request")
+            if exc.status_code == 413:
+                detail = f"the request body is over {MAX_REQUEST_BYTES} bytes"
+            else:
+                detail = str(exc.detail)
+            shape = {
+                "error": {"type": code if exc.status_code < 500 else "internal_error", "message": detail}
+            }
+            return _json(msgspec.json.encode(shape), exc.status_code, dict(exc.headers or {}))
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _json(
+            msgspec.json.encode(
+                {"error": {"type": "internal_error", "message": "internal error; see the server log"}}
+            ),
+            500,
+        )
+
+    openapi = OpenAPIConfig(
+        title="Vigil",
+        version=vigil.__version__,
+        description="Tamper-evident, multi-tenant audit logs. Authenticate with `Authorization: Bearer <key>`.",
+        components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
+        path="/schema",
+    )
+
+    asgi = Litestar(
+        route_handlers=[events_options, healthz, readyz, ingest, search, get_event],
+        on_startup=[app.startup],
+        on_shutdown=[app.shutdown],
+        exception_handlers={Exception: on_error},
+        openapi_config=openapi,
+        request_max_body_size=MAX_REQUEST_BYTES,
+        debug=False,
+        state=State({"vigil": app}),
+    )
+    # The framework rebuilds component schemas from handler types; add the ones only the ingest body uses.
+    doc = asgi.openapi_schema.components
+    schemas: dict[str, Any] = doc.schemas if doc.schemas is not None else {}
+    for name, component in _components.items():
+        schemas[name] = component  # msgspec knows our structs best
+    doc.schemas = schemas
+    return asgi
+
+
+class _AllRejected(ClientError):
+    status = 422
+
+    def __init__(self, results: list[EventResult | None]) -> None:
+        super().__init__("every event of the request was rejected")
+        self.results = results
