@@ -134,3 +134,12 @@ class Settings:
                 value = match
             values[s.name] = value
         return cls(values)
+
+
+def markdown_table() -> str:
+    """The settings table as Markdown, exactly as ``docs/settings.md`` holds it (a test keeps them equal)."""
+    rows = ["| setting | flag | environment | default | what it does |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        help_text = s.help + (f" One of: {', '.join(s.choices)}." if s.choices else "")
+        rows.append(f"| `{s.name}` | `{s.flag}` | `{s.env}` | `{s.default}` | {help_text} |")
+    return "\n".join(rows) + "\n"

@@ -140,6 +140,12 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 raise StorageError(f"migration {version:04d}_{name} failed: {exc}") from exc
 
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless the store can take writes and answer reads."""
+        if self._closed or not self._writer.is_alive():
+            raise StorageError("the store is closed or its writer has stopped")
+        self._reader().execute("SELECT 1 FROM tenants LIMIT 1").fetchall()
+
     def schema_version(self) -> int:
         return int(self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()[0])
 

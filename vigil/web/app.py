@@ -225,7 +225,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     def readyz() -> Health:
         """The store answers a read; load balancers route traffic here only then."""
-        app.store.tree_size(app._platform_id or 1)
+        app.store.check()
         return Health("ready", vigil.__version__)
 
     @post(

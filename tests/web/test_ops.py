@@ -1,0 +1,42 @@
+"""Health and readiness for process managers and load balancers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import TestClient
+
+from vigil.settings import Settings
+from vigil.store.sqlite import SQLiteStore
+from vigil.web import create_app
+
+
+def test_healthz_and_readyz(client: TestClient[Any]) -> None:
+    """Both answer 200 without a key while the store works."""
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").json()["status"] == "ready"
+
+
+def test_readyz_is_503_when_the_store_is_gone(settings: Settings) -> None:
+    """A closed store makes the instance not ready, in the one error shape."""
+    store = SQLiteStore(settings.database, settings)
+    with TestClient(app=create_app(settings, store)) as c:
+        store.close()
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["error"]["type"] == "storage_unavailable"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_openapi_describes_every_route_and_the_ingest_body(client: TestClient[Any]) -> None:
+    """The served document has every route, the event body schema with its limits, and bearer auth."""
+    doc = client.get("/schema/openapi.json").json()
+    assert {"/v1/events", "/v1/events/{event_id}", "/healthz", "/readyz"} <= set(doc["paths"])
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]
+    assert body["required"] is True
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["maxItems"] == 1000 and schema["items"]["$ref"].endswith("/EventIn")
+    meta = doc["components"]["schemas"]["EventIn"]["properties"]["metadata"]["anyOf"][0]
+    assert meta["maxProperties"] == 50 and meta["propertyNames"]["maxLength"] == 40
+    assert doc["paths"]["/v1/events"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in doc["paths"]["/healthz"]["get"]
