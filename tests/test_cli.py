@@ -35,7 +35,8 @@ def test_tenants_and_keys(tmp_path: Path) -> None:
     listed = json.loads(run("keys", "list", "--database", db, "--json").stdout)
     assert [k["key_id"] for k in listed] == [key["key_id"]]
     assert key["key"] not in json.dumps(listed)
-    assert key["key"].split("_")[-1].encode() not in Path(db).read_bytes()
+    secret = key["key"][len(f"vk_{key['key_id']}_") :]
+    assert len(secret) == 43 and secret.encode() not in Path(db).read_bytes()
     tenants = json.loads(run("tenants", "list", "--database", db, "--json").stdout)
     assert {t["slug"] for t in tenants} == {"acme", "vigil"}
 
