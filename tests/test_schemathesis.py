@@ -65,6 +65,14 @@ def _close_store() -> Iterator[None]:
     store.close()
 
 
+_CROSS_PARAMETER = {
+    ("GET", "/v1/checkpoints/consistency"),
+    ("GET", "/v1/export"),
+    ("GET", "/v1/events/{event_id}/proof"),
+    ("GET", "/v1/checkpoints"),
+}
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_input_produces_a_server_error(case: schemathesis.Case) -> None:
@@ -72,6 +80,10 @@ def test_no_generated_input_produces_a_server_error(case: schemathesis.Case) -> 
     excluded = []
     if case.query and "cursor" in case.query:
         # A cursor is an opaque token the server hands out: any string fits the schema, few decode.
+        excluded.append(positive_data_acceptance)
+    if (case.method, case.path) in _CROSS_PARAMETER:
+        # These operations take values whose validity depends on each other and on the log's size
+        # (first <= second <= size); schema-valid values may rightly get a 400 that says which rule broke.
         excluded.append(positive_data_acceptance)
     if case.method == "GET" and case.query:
         # Negative query mutations such as "a string became [true]" reach the server as the valid string
@@ -88,5 +100,7 @@ def test_no_generated_input_produces_a_server_error(case: schemathesis.Case) -> 
     response = case.call_and_validate(
         headers={"Authorization": f"Bearer {_state['key']}"}, excluded_checks=excluded
     )
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) >= {"type", "message"}, response.text[:300]
     if negative_batch and response.status_code == 200:
         assert response.json()["rejected"] >= 1, (case.body, case.headers, case.meta)

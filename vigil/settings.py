@@ -84,6 +84,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest number of events the writer puts in one group commit.",
     ),
     Setting(
+        "signing_key",
+        str,
+        "",
+        "File holding the Ed25519 key that signs checkpoints; created (mode 0600) on first start. Empty: next "
+        "to the database, as <database>.signing-key. It never leaves the server; only the verifier key is served.",
+    ),
+    Setting(
+        "key_name",
+        str,
+        "vigil",
+        "Name of the signing key in checkpoint signatures and in the verifier key (the signed-note key name).",
+    ),
+    Setting(
+        "checkpoint_interval",
+        _positive_int,
+        60,
+        "Seconds between signed checkpoints of each log that grew; 0 turns the schedule off (POST "
+        "/v1/checkpoints still makes one).",
+    ),
+    Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")
     ),
 )

@@ -430,3 +430,150 @@ def verify_checkpoint(note_text: str, vkey: str, *, origin: str | None = None) -
             found=f"{len(root)} bytes",
         )
     return Checkpoint(origin=found_origin, size=size, root=root, extensions=tuple(extensions))
+
+
+# --- Export bundles --------------------------------------------------------------------------------------
+#
+# A bundle is a zip file holding a contiguous slice of one tenant's log and what proves it:
+#
+#   manifest.json          tenant, origin, first_seq, end_seq, tree_size, left[], right[], consistency[]
+#   events.ndjson          the events' canonical bytes (the Merkle leaves), one per line, seq first_seq upward
+#   checkpoint.txt         the signed checkpoint of size tree_size (>= end_seq)
+#   first-checkpoint.txt   the tenant's first checkpoint; consistency[] proves checkpoint.txt extends it
+#   vkey.txt               the log's verifier key (compare it with the one the vendor published)
+#
+# left[] are the roots of the perfect subtrees covering [0, first_seq) and right[] those covering
+# [end_seq, tree_size); with the leaves in between they rebuild the checkpoint's root.
+
+BUNDLE_FORMAT = "vigil-bundle/1"
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What a verified bundle proves: events [first_seq, end_seq) of a tenant are in its signed tree."""
+
+    tenant: str
+    first_seq: int
+    end_seq: int
+    tree_size: int
+    first_checkpoint_size: int
+    key_from_bundle: bool
+
+
+def aligned_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The fewest aligned perfect subtrees (level, index) covering leaves [lo, hi), left to right."""
+    out = []
+    while lo < hi:
+        level = (lo & -lo).bit_length() - 1 if lo else hi.bit_length() - 1
+        while lo + (1 << level) > hi:
+            level -= 1
+        out.append((level, lo >> level))
+        lo += 1 << level
+    return out
+
+
+def root_from_range(
+    first: int, leaves: Sequence[bytes], left: Sequence[bytes], right: Sequence[bytes], tree_size: int
+) -> bytes:
+    """The root of a tree of ``tree_size`` leaves from a contiguous run of its leaf hashes and the subtree
+    roots to their left (covering [0, first)) and right (covering [first + len(leaves), tree_size))."""
+    end = first + len(leaves)
+    if not 0 <= first <= end <= tree_size or tree_size == 0:
+        raise VerificationError(
+            "bundle range does not fit in the tree",
+            expected=f"0 <= {first} <= {end} <= size",
+            found=tree_size,
+        )
+    left_nodes, right_nodes = aligned_subtrees(0, first), aligned_subtrees(end, tree_size)
+    if len(left) != len(left_nodes) or len(right) != len(right_nodes):
+        raise VerificationError(
+            "wrong number of subtree hashes in the bundle",
+            expected=f"{len(left_nodes)} left, {len(right_nodes)} right",
+            found=f"{len(left)} left, {len(right)} right",
+        )
+    stack: list[tuple[int, int, bytes]] = []
+
+    def push(level: int, index: int, h: bytes) -> None:
+        _check_hash("subtree hash", h)
+        while stack and stack[-1][0] == level and index % 2 == 1 and stack[-1][1] == index - 1:
+            h = node_hash(stack.pop()[2], h)
+            level, index = level + 1, index // 2
+        stack.append((level, index, h))
+
+    for (level, index), h in zip(left_nodes, left, strict=True):
+        push(level, index, h)
+    for i, h in enumerate(leaves):
+        push(0, first + i, h)
+    for (level, index), h in zip(right_nodes, right, strict=True):
+        push(level, index, h)
+    root = stack[-1][2]
+    for _, _, h in reversed(stack[:-1]):
+        root = node_hash(h, root)
+    return root
+
+
+def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
+    """Verify an export bundle (a path or the zip's bytes) with no server and no database.
+
+    Pass the log's verifier key as published by the vendor; without it the key inside the bundle is used,
+    which proves only that the bundle is self-consistent (``key_from_bundle`` says so).
+    """
+    import io
+    import json
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with zf:
+            files = {name: zf.read(name) for name in zf.namelist()}
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise VerificationError(f"cannot read the bundle: {exc}") from None
+    needed = {"manifest.json", "events.ndjson", "checkpoint.txt", "first-checkpoint.txt", "vkey.txt"}
+    if not needed <= files.keys():
+        raise VerificationError("bundle is incomplete", expected=sorted(needed), found=sorted(files))
+    try:
+        m = json.loads(files["manifest.json"])
+        tenant, origin = str(m["tenant"]), str(m["origin"])
+        first, end, size = int(m["first_seq"]), int(m["end_seq"]), int(m["tree_size"])
+        left = [bytes.fromhex(h) for h in m["left"]]
+        right = [bytes.fromhex(h) for h in m["right"]]
+        consistency = [bytes.fromhex(h) for h in m["consistency"]]
+        fmt = m["format"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(f"bundle manifest is malformed: {exc}") from None
+    if fmt != BUNDLE_FORMAT:
+        raise VerificationError("unknown bundle format", expected=BUNDLE_FORMAT, found=fmt)
+    key = vkey if vkey is not None else files["vkey.txt"].decode().strip()
+    cp = verify_checkpoint(files["checkpoint.txt"].decode(), key, origin=origin)
+    if cp.size != size:
+        raise VerificationError("checkpoint size differs from the manifest", expected=size, found=cp.size)
+    lines = files["events.ndjson"].split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) != end - first:
+        raise VerificationError(
+            "wrong number of events in the bundle", expected=end - first, found=len(lines)
+        )
+    for i, line in enumerate(lines):
+        try:
+            named = json.loads(line).get("tenant")
+        except ValueError:
+            raise VerificationError(f"event at seq {first + i} is not JSON") from None
+        if named != tenant:
+            raise VerificationError(
+                f"event at seq {first + i} belongs to another tenant", expected=tenant, found=named
+            )
+    root = root_from_range(first, [leaf_hash(line) for line in lines], left, right, size)
+    if root != cp.root:
+        raise VerificationError(
+            "the events do not rebuild the checkpoint's root: the bundle was altered",
+            expected=cp.root,
+            found=root,
+        )
+    first_cp = verify_checkpoint(files["first-checkpoint.txt"].decode(), key, origin=origin)
+    if first_cp.size > size:
+        raise VerificationError(
+            "first checkpoint is larger than the bundle's", expected=f"<= {size}", found=first_cp.size
+        )
+    verify_consistency(first_cp.size, size, consistency, first_cp.root, cp.root)
+    return BundleReport(tenant, first, end, size, first_cp.size, vkey is None)

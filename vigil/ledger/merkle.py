@@ -268,3 +268,20 @@ def consistency_proof(size1: int, size2: int, get: SubtreeReader) -> list[bytes]
         proof.append(range_hash(lo, hi, get))
     proof.reverse()
     return proof
+
+
+def aligned_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The fewest aligned perfect subtrees covering ``[lo, hi)`` for any ``lo``, left to right.
+
+    These are the hashes that, appended to the compact range of ``[0, lo)``, complete the tree of size ``hi``:
+    what an export bundle carries so that a contiguous slice of events can be checked against a checkpoint.
+    """
+    _check_non_negative("lo", lo)
+    out: list[tuple[int, int]] = []
+    while lo < hi:
+        level = (lo & -lo).bit_length() - 1 if lo else hi.bit_length() - 1
+        while lo + (1 << level) > hi:
+            level -= 1
+        out.append((level, lo >> level))
+        lo += 1 << level
+    return out

@@ -62,6 +62,16 @@ class SearchQuery:
     snapshot: int | None = None  # highest seq visible to this paging session
 
 
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as stored: tree size, root hash and the signed note text."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: str
+
+
 RawEvent = tuple[int, bytes, bytes]
 """An event as stored: (seq, leaf hash, canonical JSON body). :func:`vigil.model.stored_json` renders it."""
 
@@ -96,6 +106,18 @@ class Store(Protocol):
     def subtree_reader(self, tenant_id: int) -> SubtreeReader: ...
     def search(self, tenant_id: int, query: SearchQuery) -> Page: ...
     def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None: ...
+    def read_range(self, tenant_id: int, start: int, end: int) -> list[RawEvent]:
+        """(seq, leaf hash, body) of seqs [start, end), in order; gaps show as missing seqs."""
+
+    def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
+        """Every stored (level, index, hash) of the tenant's tree data."""
+
+    def add_checkpoint(self, tenant_id: int, size: int, root: bytes, note: str) -> StoredCheckpoint: ...
+    def checkpoint(self, tenant_id: int, size: int | None = None) -> StoredCheckpoint | None:
+        """The checkpoint at ``size``, or the newest one."""
+
+    def checkpoints(self, tenant_id: int) -> list[StoredCheckpoint]: ...
+
     def check(self) -> None:
         """Raise StorageError unless the store can take writes and answer reads."""
 

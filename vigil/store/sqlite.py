@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vigil.errors import AppendOnlyViolation, Conflict, InvalidRequest, NotFound, StorageError
 from vigil.ledger.merkle import CompactRange, decompose
 from vigil.ledger.tiles import TILE_HEIGHT, TileReader
-from vigil.store.base import ApiKey, Appended, Page, RawEvent, SearchQuery, SubtreeReader, Tenant
+from vigil.store.base import (
+    ApiKey,
+    Appended,
+    Page,
+    RawEvent,
+    SearchQuery,
+    StoredCheckpoint,
+    SubtreeReader,
+    Tenant,
+)
 
 if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
@@ -408,6 +417,49 @@ class SQLiteStore:
             for rid, leaf, body in self._reader().execute(
                 "SELECT rid, leaf_hash, body FROM events WHERE rid >= ? AND rid < ? ORDER BY rid",
                 (base | start, base | end),
+            )
+        ]
+
+    def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
+        return [
+            (level, idx, h)
+            for level, idx, h in self._reader().execute(
+                "SELECT level, idx, hash FROM tree_nodes WHERE tenant_id = ? ORDER BY level, idx",
+                (tenant_id,),
+            )
+        ]
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def add_checkpoint(self, tenant_id: int, size: int, root: bytes, note: str) -> StoredCheckpoint:
+        created = now_text()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO checkpoints (tenant_id, size, root, note, created_at) VALUES (?,?,?,?,?)",
+                (tenant_id, size, root, note, created),
+            )
+
+        self.write(insert)
+        stored = self.checkpoint(tenant_id, size)
+        if stored is None:
+            raise StorageError(f"checkpoint at size {size} was not stored")
+        return stored
+
+    def checkpoint(self, tenant_id: int, size: int | None = None) -> StoredCheckpoint | None:
+        sql = "SELECT size, root, note, created_at FROM checkpoints WHERE tenant_id = ?"
+        if size is None:
+            row = self._reader().execute(sql + " ORDER BY size DESC LIMIT 1", (tenant_id,)).fetchone()
+        else:
+            row = self._reader().execute(sql + " AND size = ?", (tenant_id, size)).fetchone()
+        return None if row is None else StoredCheckpoint(*row)
+
+    def checkpoints(self, tenant_id: int) -> list[StoredCheckpoint]:
+        return [
+            StoredCheckpoint(*r)
+            for r in self._reader().execute(
+                "SELECT size, root, note, created_at FROM checkpoints WHERE tenant_id = ? ORDER BY size",
+                (tenant_id,),
             )
         ]
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post, route
+from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
@@ -30,6 +30,7 @@ from vigil.auth import KeyRing, require
 from vigil.errors import ClientError, InvalidRequest, NotFound, RateLimited, VigilError
 from vigil.ingest.intake import NDJSON, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import RateLimiter
+from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
     MAX_REQUEST_BYTES,
@@ -46,20 +47,12 @@ from vigil.model import (
 from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.store.base import PLATFORM_TENANT, ApiKey, SearchQuery
+from vigil.web.common import BEARER, ErrorBody, Problem, errors, json_response, with_options
+from vigil.web.ledger_routes import ledger_routes
 
 log = logging.getLogger("vigil.web")
 
 _body_schema, _components = event_in_schema()
-
-
-class Problem(msgspec.Struct):
-    type: str
-    message: str
-    details: list[dict[str, Any]] = []
-
-
-class ErrorBody(msgspec.Struct):
-    error: Problem
 
 
 class SearchPage(msgspec.Struct):
@@ -109,11 +102,8 @@ _SEARCH_PARAMS = frozenset(
         "cursor",
     }
 )
-_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-_ERRORS = {
-    s: ResponseSpec(data_container=ErrorBody, description=d)
-    for s, d in ((400, "Malformed request"), (401, "No or unknown API key"), (403, "Key lacks the scope"))
-}
+_BEARER = BEARER
+_ERRORS = errors(400, 401, 403)
 
 
 class App:
@@ -127,6 +117,8 @@ class App:
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._signer: Signer | None = None
+        self._schedule: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> Store:
@@ -140,10 +132,28 @@ class App:
             self._keyring = KeyRing(self.store)
         return self._keyring
 
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = load_signer(self.settings)
+        return self._signer
+
     def startup(self) -> None:
         self._platform_id = self.store.get_tenant(PLATFORM_TENANT).id
 
+    async def start(self) -> None:
+        """Open the store, load (or create) the signing key, start the checkpoint schedule: fail closed."""
+        self.startup()
+        signer = self.signer
+        if self.settings.checkpoint_interval:
+            self._schedule = asyncio.create_task(
+                run_schedule(self.store, signer, self.settings.checkpoint_interval)
+            )
+
     async def shutdown(self) -> None:
+        if self._schedule is not None:
+            self._schedule.cancel()
+            await asyncio.gather(self._schedule, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.owns_store and self._store is not None:
@@ -185,8 +195,7 @@ class App:
             log.error("recording an access in the platform log failed: %s", task.exception())
 
 
-def _json(data: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(content=data, status_code=status, media_type="application/json", headers=headers)
+_json = json_response
 
 
 def _cursor_encode(tenant_id: int, order: str, seq: int, snapshot: int) -> str:
@@ -393,11 +402,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             raise NotFound(f"no event {event_id!r} in this tenant's log")
         return _json(stored_json(*raw))
 
-    @route("/v1/events", http_method="OPTIONS", include_in_schema=False)
-    async def events_options() -> Response[None]:
-        # Registered first: the framework's automatic OPTIONS answer would list only one of GET and POST.
-        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
-
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         if isinstance(exc, _AllRejected):
             body = ErrorBody(
@@ -453,8 +457,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
 
     asgi = Litestar(
-        route_handlers=[events_options, healthz, readyz, ingest, search, get_event],
-        on_startup=[app.startup],
+        route_handlers=with_options([healthz, readyz, ingest, search, get_event, *ledger_routes(app)]),
+        on_startup=[app.start],
         on_shutdown=[app.shutdown],
         exception_handlers={Exception: on_error},
         openapi_config=openapi,
@@ -468,6 +472,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     for name, component in _components.items():
         schemas[name] = component  # msgspec knows our structs best
     doc.schemas = schemas
+    # One response spec names one media type; the export answers NDJSON too.
+    paths = asgi.openapi_schema.paths or {}
+    export_ok = paths["/v1/export"].get.responses["200"]  # type: ignore[union-attr,index]
+    content = export_ok.content or {}  # type: ignore[union-attr]
+    content["application/x-ndjson"] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore[arg-type]
     return asgi
 
 

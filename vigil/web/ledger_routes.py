@@ -1,0 +1,227 @@
+"""Routes that prove the log: inclusion and consistency proofs, signed checkpoints, verifiable exports."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, Parameter
+from litestar.response import Stream
+
+from vigil.errors import InvalidRequest, NotFound
+from vigil.ledger.bundle import write_bundle
+from vigil.ledger.checkpoints import make_checkpoint
+from vigil.ledger.proofs import consistency, inclusion
+from vigil.web.common import BEARER, errors, text_response
+
+if TYPE_CHECKING:
+    from vigil.web.app import App
+
+
+class InclusionProof(msgspec.Struct):
+    """RFC 9162 inclusion proof; hashes are hex. ``checkpoint`` is the signed note at ``tree_size`` if one exists."""
+
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    root_hash: str
+    audit_path: list[str]
+    checkpoint: str | None
+
+
+class ConsistencyProof(msgspec.Struct):
+    """RFC 9162 consistency proof between two tree sizes; hashes are hex."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+_NOTE = {
+    200: ResponseSpec(
+        data_container=str, description="A C2SP signed note (text/plain)", media_type="text/plain"
+    )
+}
+
+
+def ledger_routes(app: App) -> list[Any]:
+    """The proof, checkpoint and export handlers, bound to ``app``."""
+
+    @get(
+        "/v1/events/{event_id:str}/proof",
+        summary="Inclusion proof of an event",
+        tags=["proofs"],
+        security=BEARER,
+        responses=errors(400, 401, 403, 404),
+    )
+    async def event_proof(
+        request: Request[Any, Any, Any],
+        event_id: FromPath[str],
+        tree_size: Annotated[
+            int | None,
+            Parameter(
+                ge=1,
+                description="Tree size to prove against (default: the "
+                "newest checkpoint that covers the event)",
+            ),
+        ] = None,
+    ) -> InclusionProof:
+        """The audit path of an event in the tenant's tree, verifiable with ``vigil.verifier.verify_inclusion``."""
+        key = app.auth(request, "read", "auditor")
+        p = await asyncio.to_thread(inclusion, app.store, key.tenant_id, event_id, tree_size)
+        app.record_access(
+            key, "audit_log.proof.viewed", {"event_id": event_id[:64], "tree_size": p.tree_size}
+        )
+        return InclusionProof(
+            p.leaf_index,
+            p.tree_size,
+            p.leaf_hash.hex(),
+            p.root_hash.hex(),
+            [h.hex() for h in p.audit_path],
+            p.checkpoint,
+        )
+
+    @get(
+        "/v1/checkpoints/consistency",
+        summary="Consistency proof",
+        tags=["proofs"],
+        security=BEARER,
+        responses=errors(400, 401, 403),
+    )
+    async def consistency_route(
+        request: Request[Any, Any, Any],
+        first: Annotated[int, Parameter(ge=1, description="The older tree size")],
+        second: Annotated[
+            int | None, Parameter(ge=1, description="The newer size (default: newest checkpoint)")
+        ] = None,
+    ) -> ConsistencyProof:
+        """Proof that the tree of size ``second`` extends the tree of size ``first`` (RFC 9162 §2.1.4)."""
+        key = app.auth(request, "read", "auditor")
+        c = await asyncio.to_thread(consistency, app.store, key.tenant_id, first, second)
+        return ConsistencyProof(
+            c.first, c.second, c.first_root.hex(), c.second_root.hex(), [h.hex() for h in c.proof]
+        )
+
+    @get(
+        "/v1/checkpoints/latest",
+        summary="Newest signed checkpoint",
+        tags=["checkpoints"],
+        security=BEARER,
+        responses={**errors(401, 403, 404), **_NOTE},
+    )
+    async def latest(request: Request[Any, Any, Any]) -> Response[str]:
+        """The tenant's newest checkpoint as a C2SP signed note."""
+        key = app.auth(request, "read", "auditor")
+        cp = await asyncio.to_thread(app.store.checkpoint, key.tenant_id)
+        if cp is None:
+            raise NotFound("this tenant has no checkpoint yet; POST /v1/checkpoints makes one")
+        return text_response(cp.note)
+
+    @get(
+        "/v1/checkpoints",
+        summary="Signed checkpoint at a tree size",
+        tags=["checkpoints"],
+        security=BEARER,
+        responses={**errors(400, 401, 403, 404), **_NOTE},
+    )
+    async def at_size(
+        request: Request[Any, Any, Any],
+        size: Annotated[int, Parameter(ge=1, description="Tree size of the checkpoint")],
+    ) -> Response[str]:
+        """The tenant's checkpoint of exactly ``size`` leaves, as a C2SP signed note."""
+        key = app.auth(request, "read", "auditor")
+        cp = await asyncio.to_thread(app.store.checkpoint, key.tenant_id, size)
+        if cp is None:
+            raise NotFound(f"no checkpoint of size {size}")
+        return text_response(cp.note)
+
+    @post(
+        "/v1/checkpoints",
+        summary="Sign a checkpoint now",
+        tags=["checkpoints"],
+        security=BEARER,
+        status_code=201,
+        responses={**errors(401, 403, 409), 201: _NOTE[200]},
+    )
+    async def create(request: Request[Any, Any, Any]) -> Response[str]:
+        """Sign and store a checkpoint of the tenant's log as it is now (admin)."""
+        key = app.auth(request, "admin")
+        tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
+        cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
+        if cp is None:
+            raise InvalidRequest("the log is empty: nothing to checkpoint")
+        return Response(cp.note, status_code=201, media_type="text/plain; charset=utf-8")
+
+    @get("/v1/checkpoints/key", summary="Verifier key", tags=["checkpoints"], responses=_NOTE)
+    async def verifier_key() -> Response[str]:
+        """The signed-note verifier key (``name+hash+base64``) that checks every checkpoint."""
+        return text_response(app.signer.vkey + "\n")
+
+    @get(
+        "/v1/export",
+        summary="Export events",
+        tags=["export"],
+        security=BEARER,
+        responses={
+            **errors(400, 401, 403),
+            200: ResponseSpec(
+                data_container=bytes, description="A bundle (zip) or NDJSON", media_type="application/zip"
+            ),
+        },
+    )
+    async def export(
+        request: Request[Any, Any, Any],
+        format: Annotated[
+            Literal["bundle", "ndjson"],
+            Parameter(
+                description="bundle: a zip with events, signed checkpoint, proofs and verifier key"
+            ),
+        ] = "bundle",
+        from_seq: Annotated[int, Parameter(ge=0)] = 0,
+        to_seq: Annotated[
+            int | None, Parameter(ge=1, description="Seq after the last (default: log end)")
+        ] = None,
+    ) -> Stream:
+        """A slice of the tenant's log; a bundle is checkable offline with ``vigil verify-bundle``."""
+        key = app.auth(request, "read", "auditor")
+        tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
+        size = await asyncio.to_thread(app.store.tree_size, tenant.id)
+        end = to_seq if to_seq is not None else size
+        if not 0 <= from_seq < end <= size:
+            raise InvalidRequest(f"need from_seq < to_seq <= {size} (the log's size); got {from_seq}..{end}")
+        spool: Any = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
+        if format == "bundle":
+            await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+        else:
+            await asyncio.to_thread(_write_ndjson, app, tenant.id, spool, from_seq, end)
+        app.record_access(key, "audit_log.exported", {"format": format, "from_seq": from_seq, "to_seq": end})
+        spool.seek(0)
+        name = f"{tenant.slug}-{from_seq}-{end}.{'zip' if format == 'bundle' else 'ndjson'}"
+        return Stream(
+            _chunks(spool),
+            media_type="application/zip" if format == "bundle" else "application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return [event_proof, consistency_route, latest, at_size, create, verifier_key, export]
+
+
+def _write_ndjson(app: App, tenant_id: int, out: Any, first: int, end: int) -> None:
+    for start in range(first, end, 10_000):
+        rows = app.store.read_range(tenant_id, start, min(start + 10_000, end))
+        out.write(b"".join(body + b"\n" for _, _, body in rows))
+
+
+async def _chunks(spool: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(spool.read, 1 << 20):
+            yield chunk
+    finally:
+        spool.close()
