@@ -112,7 +112,12 @@ def serve(**opts: Any) -> None:
         f" (OpenAPI: /schema/openapi.json)",
         err=True,
     )
-    app = create_app(settings, store)
+    # The app closes the store on shutdown: uvicorn re-raises SIGTERM after its graceful shutdown, so code
+    # after run() would never see it.
+    app = create_app(settings, store, own_store=True)
+    # Intake (event loop) and the writer thread share the GIL; a shorter switch interval stops the loop from
+    # waiting milliseconds for the writer between small system calls (measured: bench/ingest.py).
+    sys.setswitchinterval(0.0005)
     try:
         uvicorn.run(
             app,

@@ -90,6 +90,8 @@ class SQLiteStore:
         self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
         self._synchronous = synchronous
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._frontiers: dict[int, CompactRange] = {}
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._closed = False
@@ -117,10 +119,14 @@ class SQLiteStore:
         return conn
 
     def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageError("the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect(readonly=True)
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -295,6 +301,16 @@ class SQLiteStore:
             ]
             if nodes:
                 conn.executemany("INSERT INTO tree_nodes VALUES (?,?,?,?)", nodes)
+                blocks = [
+                    (tenant_id, idx, base | idx << TILE_HEIGHT, base | (idx + 1) << TILE_HEIGHT)
+                    for _, level, idx, _ in nodes
+                    if level == TILE_HEIGHT
+                ]
+                conn.executemany(
+                    "INSERT INTO event_blocks SELECT ?, ?, min(occurred_at), max(occurred_at) FROM events "
+                    "WHERE rid >= ? AND rid < ?",
+                    blocks,
+                )
         return out
 
     def _frontier(self, conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
@@ -420,6 +436,37 @@ class SQLiteStore:
             )
         ]
 
+    @staticmethod
+    def _time_bounds(
+        conn: sqlite3.Connection, tenant_id: int, lo: int, hi: int, since: int | None, until: int | None
+    ) -> tuple[int, int]:
+        """Narrow the rid range [lo, hi] to the blocks that can hold events with since <= occurred_at < until."""
+        base = tenant_id << SEQ_BITS
+        since = -(2**62) if since is None else since
+        until = 2**62 if until is None else until
+        bmin, bmax, complete = conn.execute(
+            "SELECT min(block) FILTER (WHERE max_occurred >= ?1 AND min_occurred < ?2), "
+            "max(block) FILTER (WHERE max_occurred >= ?1 AND min_occurred < ?2), max(block) "
+            "FROM event_blocks WHERE tenant_id = ?3",
+            (since, until, tenant_id),
+        ).fetchone()
+        tail = base | (0 if complete is None else (complete + 1) << TILE_HEIGHT)
+        tail_hit = (
+            conn.execute(
+                "SELECT 1 FROM events WHERE rid >= ? AND rid <= ? AND +occurred_at >= ? AND +occurred_at < ? LIMIT 1",
+                (max(tail, lo), hi, since, until),
+            ).fetchone()
+            is not None
+        )
+        new_lo = base | bmin << TILE_HEIGHT if bmin is not None else tail
+        if tail_hit:
+            new_hi = hi
+        elif bmax is not None:
+            new_hi = (base | (bmax + 1) << TILE_HEIGHT) - 1
+        else:
+            return 1, 0  # nothing can match
+        return max(lo, new_lo), min(hi, new_hi)
+
     def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
         return [
             (level, idx, h)
@@ -480,17 +527,27 @@ class SQLiteStore:
                 lo = max(lo, (base | query.after[1]) + 1)
         if lo > hi:
             return Page([], None, snapshot)
-        joins = ""
+        if query.since_us is not None or query.until_us is not None:
+            lo, hi = self._time_bounds(conn, tenant_id, lo, hi, query.since_us, query.until_us)
+            if lo > hi:
+                return Page([], None, snapshot)
         where = ["e.tenant_id = ?", "e.rid BETWEEN ? AND ?"]
         params: list[int | str] = [tenant_id, lo, hi]
-        if query.target_type is not None or query.target_id is not None:
-            joins = " JOIN event_targets t ON t.rid = e.rid"
-            where += ["t.tenant_id = ?", "t.rid BETWEEN ? AND ?"]
-            params += [tenant_id, lo, hi]
-            for column, value in (("t.target_id", query.target_id), ("t.type", query.target_type)):
-                if value is not None:
-                    where.append(f"{column} = ?")
-                    params.append(value)
+        source, order_col = "events e", "e.rid"
+        if query.target_type is not None and query.target_id is not None:
+            # (tenant, target id, type, rid) is the key: rows come in rid order, one per event
+            source, order_col = "event_targets t JOIN events e ON e.rid = t.rid", "t.rid"
+            where += ["t.tenant_id = ?", "t.target_id = ?", "t.type = ?", "t.rid BETWEEN ? AND ?"]
+            params += [tenant_id, query.target_id, query.target_type, lo, hi]
+        elif query.target_type is not None or query.target_id is not None:
+            column, value = (
+                ("type", query.target_type) if query.target_id is None else ("target_id", query.target_id)
+            )
+            where.append(
+                f"e.rid IN (SELECT rid FROM event_targets WHERE tenant_id = ? AND {column} = ? "
+                "AND rid BETWEEN ? AND ?)"
+            )
+            params += [tenant_id, value or "", lo, hi]
         if query.actor_id is not None:
             where.append("e.actor_id = ?")
             params.append(query.actor_id)
@@ -515,13 +572,21 @@ class SQLiteStore:
             where.append("e.occurred_at < ?")
             params.append(query.until_us)
         if query.text:
-            where.append(
-                "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid BETWEEN ? AND ?)"
-            )
-            params += [fts_query(query.text), lo, hi]
+            match = fts_query(query.text)
+            if source == "events e" and len(where) <= 4:
+                # The words are the only selective filter: walk the full-text index newest first and stop at
+                # the limit, instead of collecting every match before sorting.
+                source, order_col = "events_fts f JOIN events e ON e.rid = f.rowid", "f.rowid"
+                where += ["events_fts MATCH ?", "f.rowid BETWEEN ? AND ?"]
+            else:
+                where.append(
+                    "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ? "
+                    "AND rowid BETWEEN ? AND ?)"
+                )
+            params += [match, lo, hi]
         sql = (
-            f"SELECT e.rid, e.leaf_hash, e.body FROM events e{joins} WHERE {' AND '.join(where)} "
-            f"ORDER BY e.rid {'DESC' if newest else 'ASC'} LIMIT ?"
+            f"SELECT e.rid, e.leaf_hash, e.body FROM {source} WHERE {' AND '.join(where)} "
+            f"ORDER BY {order_col} {'DESC' if newest else 'ASC'} LIMIT ?"
         )
         params.append(query.limit + 1)
         try:
@@ -546,12 +611,15 @@ class SQLiteStore:
         self._closed = True
         self._queue.put(None)
         self._writer.join(timeout=30)
+        # Readers first: the last connection to close checkpoints the WAL and removes the -wal and -shm files.
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
         with contextlib.suppress(sqlite3.Error):  # statistics are a nicety; closing must not fail on them
             self._wconn.execute("PRAGMA optimize")
         self._wconn.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
 
 
 def fts_query(text: str) -> str:

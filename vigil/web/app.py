@@ -109,10 +109,10 @@ _ERRORS = errors(400, 401, 403)
 class App:
     """Wires the store, the key ring and the rate limiter into route handlers."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None, own_store: bool = False) -> None:
         self.settings = settings
         self._store = store
-        self.owns_store = store is None
+        self.owns_store = store is None or own_store
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
@@ -215,10 +215,13 @@ def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
     return seq, snap
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> Litestar:
-    """The ASGI application. Opens the store named by the settings unless one is given."""
+def create_app(
+    settings: Settings | None = None, store: Store | None = None, own_store: bool = False
+) -> Litestar:
+    """The ASGI application. Opens the store named by the settings unless one is given; closes it on shutdown
+    when it opened it or ``own_store`` says so."""
     settings = settings or Settings.load()
-    app = App(settings, store)
+    app = App(settings, store, own_store)
 
     @get("/healthz", summary="Liveness", tags=["ops"], sync_to_thread=False)
     def healthz() -> Health:

@@ -180,9 +180,7 @@ def ledger_routes(app: App) -> list[Any]:
         request: Request[Any, Any, Any],
         format: Annotated[
             Literal["bundle", "ndjson"],
-            Parameter(
-                description="bundle: a zip with events, signed checkpoint, proofs and verifier key"
-            ),
+            Parameter(description="bundle: a zip with events, signed checkpoint, proofs and verifier key"),
         ] = "bundle",
         from_seq: Annotated[int, Parameter(ge=0)] = 0,
         to_seq: Annotated[
