@@ -12,7 +12,8 @@ Phase "baseline": the same events, turned into rows by ``vigil.ingest.intake.pre
 clock starts (tree_nodes rows too, with ``CompactRange``), are inserted with plain ``sqlite3`` ``executemany``
 into a fresh file that ``SQLiteStore`` created (so the schema, indexes, triggers and FTS table are the same),
 with the same pragmas as the store (WAL, the same ``synchronous``, the same cache size). Exactly what
-``SQLiteStore._append_locked`` inserts: events, event_targets (INSERT OR IGNORE), events_fts, tree_nodes.
+``SQLiteStore._append_locked`` inserts: events, event_targets (INSERT OR IGNORE), events_fts, tree_nodes and
+event_blocks.
 It leaves out the store's duplicate-id lookup, which is Vigil's work, not storage's.
 
 Transactions of the baseline: one per request batch (``--batch`` rows, ``BEGIN IMMEDIATE`` .. ``COMMIT``),
@@ -187,7 +188,7 @@ def prepare_rows(
                 (
                     rid,
                     tenant_id,
-                    p.id.bytes,
+                    bytes.fromhex(p.id.replace("-", "")),
                     p.occurred_us,
                     ev.action,
                     ev.category,
@@ -197,7 +198,7 @@ def prepare_rows(
                     p.leaf,
                 )
             )
-            targets.extend((tenant_id, t.type, t.id, rid) for t in ev.targets)
+            targets.extend((tenant_id, t.id, t.type, rid) for t in ev.targets)
             if p.text:
                 texts.append((rid, p.text))
             leaves.append(p.leaf)
@@ -247,6 +248,21 @@ def run_baseline(
             conn.executemany("INSERT INTO events_fts (rowid, text) VALUES (?,?)", texts)
         if nodes:
             conn.executemany("INSERT INTO tree_nodes VALUES (?,?,?,?)", nodes)
+            blocks = [
+                (
+                    tid,
+                    idx,
+                    (tid << SEQ_BITS) | idx << TILE_HEIGHT,
+                    (tid << SEQ_BITS) | (idx + 1) << TILE_HEIGHT,
+                )
+                for tid, level, idx, _ in nodes
+                if level == TILE_HEIGHT
+            ]
+            conn.executemany(
+                "INSERT INTO event_blocks SELECT ?, ?, min(occurred_at), max(occurred_at) FROM events "
+                "WHERE rid >= ? AND rid < ?",
+                blocks,
+            )
         conn.execute("COMMIT")
         done += len(rows)
         if time.perf_counter() > deadline:

@@ -1,29 +1,21 @@
-"""Shared fixtures: a real SQLite file, the real ASGI app in-process, and keys for two tenants."""
+"""Shared fixtures: a real SQLite file, the real ASGI app in-process, and keys for two tenants.
+
+Helpers that tests import live in ``support.py``: several conftest modules share the name ``conftest``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+from support import Keys
 
 from vigil.auth import create_key
 from vigil.settings import Settings
 from vigil.store.sqlite import SQLiteStore
 from vigil.web import create_app
-
-
-@dataclass
-class Keys:
-    ingest: str
-    read: str
-    both: str
-    other_tenant: str
-    tenant_id: int
-    other_tenant_id: int
 
 
 @pytest.fixture
@@ -61,20 +53,3 @@ def keys(store: SQLiteStore) -> Keys:
 def client(settings: Settings, store: SQLiteStore) -> Iterator[TestClient[Any]]:
     with TestClient(app=create_app(settings, store)) as c:
         yield c
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def event(action: str = "user.login", **extra: Any) -> dict[str, Any]:
-    """A small valid input event."""
-    ev: dict[str, Any] = {
-        "action": action,
-        "actor": {"id": "usr_1", "type": "user", "name": "Ada"},
-        "outcome": "success",
-        "category": "audit",
-        "context": {"ip": "203.0.113.9", "user_agent": "pytest"},
-    }
-    ev.update(extra)
-    return ev

@@ -22,3 +22,9 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 def is_uuid7(value: uuid.UUID) -> bool:
     """True when ``value`` is a version-7, RFC 9562 variant UUID."""
     return value.version == 7 and value.variant == uuid.RFC_4122
+
+
+def uuid7_text(unix_ms: int | None = None) -> str:
+    """A new UUIDv7 as canonical lower-case text, without building a UUID object (ingest hot path)."""
+    h = f"{uuid7(unix_ms).int:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

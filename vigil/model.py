@@ -6,7 +6,6 @@ The shape follows DESIGN.md ("The event"). Fields a client leaves out are left o
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -84,7 +83,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     action: Action
     actor: Actor
-    id: uuid.UUID | None = None
+    id: Annotated[str, msgspec.Meta(pattern=UUID7_PATTERN)] | None = None
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     category: Category = "activity"
     outcome: Outcome = "success"

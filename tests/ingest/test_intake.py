@@ -27,7 +27,7 @@ def test_missing_id_and_time_are_filled_in() -> None:
     )
     assert not bad
     p = good[0]
-    assert is_uuid7(p.id)
+    assert is_uuid7(uuid.UUID(p.id)) and p.id == str(uuid.UUID(p.id))
     assert p.event.occurred_at == p.event.received_at == "2023-11-14T22:13:20.123456Z"
     assert p.event.actor.type == "user" and p.event.category == "activity" and p.event.outcome == "success"
     assert p.leaf == hashlib.sha256(b"\x00" + p.body).digest()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Keys, auth, event
 from litestar.testing import TestClient
+from support import Keys, auth, event
 
 from vigil.ids import uuid7
 from vigil.model import MAX_REQUEST_BYTES

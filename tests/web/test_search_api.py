@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Keys, auth, event
 from litestar.testing import TestClient
+from support import Keys, auth, event
 
 Client = TestClient[Any]
 

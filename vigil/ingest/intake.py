@@ -8,17 +8,17 @@ fails is the body decoded loosely and each event checked field by field to list 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args, get_origin
 
 import msgspec
 
 from vigil.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from vigil.ids import is_uuid7, uuid7
-from vigil.ingest.redact import redact_changes, redact_metadata
-from vigil.ledger.canonical import NotCanonicalizable, canonical, scan
+from vigil.ids import uuid7_text
+from vigil.ingest.redact import REDACTED, is_secret_key, is_secret_value, redact_changes
+from vigil.ledger.canonical import MAX_SAFE_INT, NotCanonicalizable, canonical, scan
 from vigil.model import (
     MAX_CHANGES,
     MAX_EVENT_BYTES,
@@ -43,7 +43,7 @@ class Prepared:
     """An event ready for the ledger: its stored form, canonical bytes, leaf hash and index columns."""
 
     index: int
-    id: uuid.UUID
+    id: str
     occurred_us: int
     event: Event
     body: bytes
@@ -66,8 +66,14 @@ class Rejected:
 
 def to_us(dt: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime."""
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (dt - _EPOCH) // _ONE_US
+
+
+def dt_rfc3339(dt: datetime) -> str:
+    """RFC 3339 UTC text (microseconds, ``Z``) of an aware datetime."""
+    if dt.utcoffset():
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def rfc3339(us: int) -> str:
@@ -77,6 +83,7 @@ def rfc3339(us: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def decode_body(body: bytes, content_type: str) -> tuple[list[EventIn] | None, list[Any]]:
@@ -174,40 +181,9 @@ def prepare_event(
     if received_at is None:
         received_at = rfc3339(received_us)
     errors: list[dict[str, str]] = []
-    slow = False
-    if ev.id is None:
-        eid = uuid7(received_us // 1000)
-    elif is_uuid7(ev.id):
-        eid = ev.id
-    else:
-        eid = ev.id
-        errors.append({"field": "id", "message": f"must be a UUIDv7; got a version {ev.id.version} UUID"})
-    metadata = ev.metadata
-    if metadata:
-        if len(metadata) > MAX_METADATA_KEYS:
-            errors.append(
-                {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
-            )
-        for key, value in metadata.items():
-            if len(key) > MAX_METADATA_KEY_LEN or not key:
-                errors.append(
-                    {
-                        "field": f"metadata.{key[:60]}",
-                        "message": f"keys must be 1 to {MAX_METADATA_KEY_LEN} characters",
-                    }
-                )
-            if type(value) is str and len(value) > MAX_METADATA_VALUE_LEN:
-                errors.append(
-                    {
-                        "field": f"metadata.{key[:60]}",
-                        "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
-                    }
-                )
-        try:
-            slow = scan(metadata)
-        except NotCanonicalizable as exc:
-            errors.append({"field": "metadata", "message": str(exc)})
-        metadata = redact_metadata(metadata)
+    # the id's UUIDv7 shape was checked by the decoder's pattern; lower-case it so retries match
+    eid = uuid7_text(received_us // 1000) if ev.id is None else ev.id.lower()
+    metadata, slow = _metadata(ev.metadata, errors) if ev.metadata else (ev.metadata, False)
     changes = ev.changes
     if changes:
         if len(changes) > MAX_CHANGES:
@@ -223,15 +199,14 @@ def prepare_event(
             errors.append({"field": "changes", "message": str(exc)})
         changes = redact_changes(changes)
     if errors:
-        return Rejected(i, errors, str(eid))
+        return Rejected(i, errors, eid)
     if ev.occurred_at is None:
         occurred_us, occurred_at = received_us, received_at
     else:
-        occurred_us = to_us(ev.occurred_at)
-        occurred_at = rfc3339(occurred_us)
+        occurred_us, occurred_at = to_us(ev.occurred_at), dt_rfc3339(ev.occurred_at)
     actor = ev.actor if ev.actor.type is not None else msgspec.structs.replace(ev.actor, type="user")
     event = Event(
-        id=str(eid),
+        id=eid,
         tenant=tenant,
         occurred_at=occurred_at,
         received_at=received_at,
@@ -248,28 +223,67 @@ def prepare_event(
     )
     body = canonical(event, slow=slow)
     if len(body) > MAX_EVENT_BYTES:
-        return Rejected(
-            i,
-            [
-                {
-                    "field": "",
-                    "message": f"an event is at most {MAX_EVENT_BYTES} bytes; this one is {len(body)}",
-                }
-            ],
-            str(eid),
-        )
+        too_big = f"an event is at most {MAX_EVENT_BYTES} bytes; this one is {len(body)}"
+        return Rejected(i, [{"field": "", "message": too_big}], eid)
     return Prepared(i, eid, occurred_us, event, body, _sha256(b"\x00" + body).digest(), search_text(event))
+
+
+def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[dict[str, Any], bool]:
+    """One pass over a metadata map: limits, canonical-form checks and redaction. Returns (map, needs_slow)."""
+    if len(metadata) > MAX_METADATA_KEYS:
+        errors.append(
+            {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
+        )
+    slow = False
+    out: dict[str, Any] | None = None
+    for key, value in metadata.items():
+        if not 0 < len(key) <= MAX_METADATA_KEY_LEN:
+            errors.append(
+                {
+                    "field": f"metadata.{key[:60]}",
+                    "message": f"keys must be 1 to {MAX_METADATA_KEY_LEN} characters",
+                }
+            )
+        if not key.isascii():
+            slow = True
+        kind = type(value)
+        secret = is_secret_key(key)
+        if kind is str:
+            if len(value) > MAX_METADATA_VALUE_LEN:
+                errors.append(
+                    {
+                        "field": f"metadata.{key[:60]}",
+                        "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
+                    }
+                )
+            secret = secret or is_secret_value(value)
+        elif kind is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                errors.append(
+                    {
+                        "field": f"metadata.{key[:60]}",
+                        "message": f"integer {value} is outside the JSON-safe range ±(2**53-1)",
+                    }
+                )
+        elif kind is float:
+            if value != value or value in (math.inf, -math.inf):
+                errors.append(
+                    {"field": f"metadata.{key[:60]}", "message": "NaN and infinity have no JSON form"}
+                )
+            slow = True
+        if secret and value != REDACTED:
+            if out is None:
+                out = dict(metadata)
+            out[key] = REDACTED
+    return (metadata if out is None else out), slow
 
 
 def search_text(event: Event) -> str:
     """The words free-text search finds an event by: its message and its metadata keys and values."""
-    parts = [event.message or ""]
-    if event.metadata:
-        for k, v in event.metadata.items():
-            parts.append(k)
-            if v is not None:
-                parts.append(str(v))
-    return " ".join(parts)
+    md = event.metadata
+    if not md:
+        return event.message or ""
+    return " ".join([event.message or "", *md, *(str(v) for v in md.values() if v is not None)])
 
 
 def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list[dict[str, str]]:

@@ -7,6 +7,7 @@ false positive costs a redacted value, a false negative leaks a credential into 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -33,6 +34,7 @@ _STRIP = str.maketrans("", "", "-_. ")
 _SECRET_VALUE = re.compile(r"^(Bearer|Basic)\s+\S+|^eyJ[\w-]{6,}\.eyJ[\w-]{6,}\.[\w-]+", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8192)  # apps reuse a few hundred keys; the regex is the costly part
 def is_secret_key(key: str) -> bool:
     """True when a metadata or change key names a secret."""
     return _SECRET_KEY.search(key.lower().translate(_STRIP)) is not None
@@ -40,7 +42,14 @@ def is_secret_key(key: str) -> bool:
 
 def is_secret_value(value: Any) -> bool:
     """True when a string value is itself a credential (an auth header or a JWT)."""
-    return type(value) is str and _SECRET_VALUE.match(value) is not None
+    if type(value) is not str or len(value) < 8:
+        return False
+    # cheap prefix test first: almost no value starts like a credential, and the regex costs microseconds
+    head = value[:3].lower()
+    return head in _HEADS and _SECRET_VALUE.match(value) is not None
+
+
+_HEADS = frozenset({"bea", "bas", "eyj"})
 
 
 def redact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

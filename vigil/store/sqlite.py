@@ -236,7 +236,7 @@ class SQLiteStore:
     ) -> list[Appended]:
         frontier = self._frontier(conn, tenant_id)
         known: dict[bytes, Appended] = {}
-        ids = [e.id.bytes for e in events]
+        ids = [bytes.fromhex(e.id.replace("-", "")) for e in events]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))

@@ -277,7 +277,7 @@ def create_app(
             results[p.index] = EventResult(
                 p.index,
                 "duplicate" if a.duplicate else "stored",
-                id=str(p.id),
+                id=p.id,
                 seq=a.seq,
                 leaf_hash=a.leaf.hex(),
             )
