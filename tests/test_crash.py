@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from _server import Server, tenant_with_key
 
 from vigil.ids import uuid7
 from vigil.ledger.merkle import CompactRange, leaf_hash, root_at
 from vigil.store.sqlite import SQLiteStore
+from vigil.testing import ServerProcess as Server
+from vigil.testing import tenant_with_key
 
 pytestmark = pytest.mark.slow
 
