@@ -15,6 +15,23 @@ from typing import Any
 
 import msgspec
 
+from vigil.testing import HOST, ServerProcess, cli_json, free_port, tenant_with_key, vigil_command
+
+# the benchmarks' names for the shared helpers
+Server = ServerProcess
+create_tenant_and_key = tenant_with_key
+__all__ = [
+    "HOST",
+    "Server",
+    "cli_json",
+    "create_tenant_and_key",
+    "encode_batches",
+    "free_port",
+    "make_events",
+    "vigil_command",
+]
+
+
 # -- realistic events --------------------------------------------------------------------------------------
 
 
