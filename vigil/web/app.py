@@ -28,7 +28,7 @@ from litestar.params import FromPath, Parameter
 import vigil
 from vigil.auth import KeyRing, require
 from vigil.errors import ClientError, InvalidRequest, NotFound, RateLimited, VigilError
-from vigil.ingest.intake import NDJSON, prepare_batch, prepare_event, to_us
+from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import RateLimiter
 from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
 from vigil.model import (
@@ -102,8 +102,6 @@ _SEARCH_PARAMS = frozenset(
         "cursor",
     }
 )
-_BEARER = BEARER
-_ERRORS = errors(400, 401, 403)
 
 
 class App:
@@ -182,10 +180,10 @@ class App:
             metadata=meta,
         )
         prepared = prepare_event(ev, PLATFORM_TENANT, now)
-        if not hasattr(prepared, "leaf"):
-            log.error("could not record access %s: %s", action, prepared)
+        if not isinstance(prepared, Prepared):
+            log.error("could not record access %s: %s", action, prepared.errors)
             return
-        task = asyncio.ensure_future(self.store.append_async(self._platform_id or 0, [prepared]))  # type: ignore[list-item]
+        task = asyncio.ensure_future(self.store.append_async(self._platform_id or 0, [prepared]))
         self._background.add(task)
         task.add_done_callback(self._done)
 
@@ -193,9 +191,6 @@ class App:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("recording an access in the platform log failed: %s", task.exception())
-
-
-_json = json_response
 
 
 def _cursor_encode(tenant_id: int, order: str, seq: int, snapshot: int) -> str:
@@ -233,7 +228,7 @@ def create_app(
         summary="Readiness",
         tags=["ops"],
         sync_to_thread=True,
-        responses={503: ResponseSpec(data_container=ErrorBody, description="Store not ready")},
+        responses=errors(503),
     )
     def readyz() -> Health:
         """The store answers a read; load balancers route traffic here only then."""
@@ -244,16 +239,12 @@ def create_app(
         "/v1/events",
         summary="Record events",
         tags=["events"],
-        security=_BEARER,
+        security=BEARER,
         operation_class=_IngestOperation,
         request_max_body_size=MAX_REQUEST_BYTES,
         status_code=200,
         responses={
-            **_ERRORS,
-            413: ResponseSpec(data_container=ErrorBody, description="Too large"),
-            415: ResponseSpec(data_container=ErrorBody, description="Neither JSON nor NDJSON"),
-            422: ResponseSpec(data_container=ErrorBody, description="Every event was rejected"),
-            429: ResponseSpec(data_container=ErrorBody, description="Over the rate limit"),
+            **errors(400, 401, 403, 413, 415, 422, 429),
         },
     )
     async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
@@ -287,8 +278,11 @@ def create_app(
         "/v1/events",
         summary="Search events",
         tags=["events"],
-        security=_BEARER,
-        responses={**_ERRORS, 200: ResponseSpec(data_container=SearchPage, description="A page of events")},
+        security=BEARER,
+        responses={
+            **errors(400, 401, 403),
+            200: ResponseSpec(data_container=SearchPage, description="A page of events"),
+        },
     )
     async def search(
         request: Request[Any, Any, Any],
@@ -375,7 +369,7 @@ def create_app(
         )
         nxt = _cursor_encode(key.tenant_id, order, page.next[1], page.snapshot) if page.next else None
         data = b",".join(stored_json(*e) for e in page.events)
-        return _json(
+        return json_response(
             b'{"data":['
             + data
             + b'],"next_cursor":'
@@ -387,11 +381,10 @@ def create_app(
         "/v1/events/{event_id:str}",
         summary="Get one event",
         tags=["events"],
-        security=_BEARER,
+        security=BEARER,
         responses={
-            **_ERRORS,
+            **errors(400, 401, 403, 404),
             200: ResponseSpec(data_container=StoredEvent, description="The event"),
-            404: ResponseSpec(data_container=ErrorBody, description="No such event"),
         },
     )
     async def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
@@ -403,7 +396,7 @@ def create_app(
         )
         if raw is None:
             raise NotFound(f"no event {event_id!r} in this tenant's log")
-        return _json(stored_json(*raw))
+        return json_response(stored_json(*raw))
 
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         if isinstance(exc, _AllRejected):
@@ -414,19 +407,19 @@ def create_app(
                     [msgspec.to_builtins(r) for r in exc.results if r is not None],
                 )
             )
-            return _json(msgspec.json.encode(body), 422)
+            return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
             if not isinstance(exc, ClientError):
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
-            return _json(msgspec.json.encode(exc.body()), exc.status, headers)
+            return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
         if isinstance(exc, ValidationException):
             details = [
                 {"field": str(e.get("key", "")), "message": str(e.get("message", ""))}
                 for e in (exc.extra if isinstance(exc.extra, list) else [])
             ]
             err = InvalidRequest("invalid query or path parameter", details=details)
-            return _json(msgspec.json.encode(err.body()), 400)
+            return json_response(msgspec.json.encode(err.body()), 400)
         if isinstance(exc, HTTPException):
             code = {
                 401: "unauthorized",
@@ -442,9 +435,9 @@ def create_app(
             shape = {
                 "error": {"type": code if exc.status_code < 500 else "internal_error", "message": detail}
             }
-            return _json(msgspec.json.encode(shape), exc.status_code, dict(exc.headers or {}))
+            return json_response(msgspec.json.encode(shape), exc.status_code, dict(exc.headers or {}))
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return _json(
+        return json_response(
             msgspec.json.encode(
                 {"error": {"type": "internal_error", "message": "internal error; see the server log"}}
             ),
