@@ -7,8 +7,6 @@ commit), then answers every caller: nobody hears "stored" before the commit is o
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import re
@@ -18,7 +16,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import AppendOnlyViolation, Conflict, InvalidRequest, NotFound, StorageError
@@ -34,6 +31,7 @@ from vigil.store.base import (
     SubtreeReader,
     Tenant,
 )
+from vigil.store.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
@@ -56,21 +54,6 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Job:
-    __slots__ = ("events", "fn", "future", "tenant_id")
-
-    def __init__(
-        self,
-        tenant_id: int,
-        events: Sequence[Prepared] | None,
-        fn: Callable[[sqlite3.Connection], Any] | None,
-    ) -> None:
-        self.tenant_id = tenant_id
-        self.events = events
-        self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-
 def migrations() -> list[tuple[int, str, str]]:
     """The packaged SQLite migrations as (version, name, sql), in order."""
     out = []
@@ -81,7 +64,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class SQLiteStore:
+class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
     """The embedded :class:`~vigil.store.base.Store`."""
 
     def __init__(self, path: str, settings: Settings | None = None) -> None:
@@ -93,13 +76,11 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._frontiers: dict[int, CompactRange] = {}
-        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._closed = False
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._wconn = self._connect(readonly=False)
-        self._migrate(self._wconn)
-        self._writer = threading.Thread(target=self._write_loop, name="vigil-writer", daemon=True)
-        self._writer.start()
+        conn = self._connect(readonly=False)
+        self._migrate(conn)
+        self._start_writer(conn)
 
     # -- connections ---------------------------------------------------------------------------------------
 
@@ -157,7 +138,7 @@ class SQLiteStore:
 
     def check(self) -> None:
         """Raise :class:`StorageError` unless the store can take writes and answer reads."""
-        if self._closed or not self._writer.is_alive():
+        if not self.writer_alive():
             raise StorageError("the store is closed or its writer has stopped")
         self._reader().execute("SELECT 1 FROM tenants LIMIT 1").fetchall()
 
@@ -166,70 +147,23 @@ class SQLiteStore:
 
     # -- the writer thread ---------------------------------------------------------------------------------
 
-    def _submit(self, job: _Job) -> concurrent.futures.Future[Any]:
-        if self._closed:
-            raise StorageError("the store is closed")
-        self._queue.put(job)
-        return job.future
+    # -- the writer's transaction (vigil.store.writer runs the thread) -------------------------------------
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the writer thread inside a transaction; returns its result after commit."""
-        result: T = self._submit(_Job(0, None, fn)).result()
-        return result
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
 
-    def append(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
-        result: list[Appended] = self._submit(_Job(tenant_id, events, None)).result()
-        return result
+    def _commit_tx(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
 
-    async def append_async(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
-        result: list[Appended] = await asyncio.wrap_future(self._submit(_Job(tenant_id, events, None)))
-        return result
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
-    def _write_loop(self) -> None:
-        queue = self._queue
-        while True:
-            job = queue.get()
-            if job is None:
-                return
-            jobs = [job]
-            count = len(job.events or ())
-            stop = False
-            while count < self.commit_max and not queue.empty():
-                nxt = queue.get()
-                if nxt is None:
-                    stop = True
-                    break
-                jobs.append(nxt)
-                count += len(nxt.events or ())
-            self._commit(jobs)
-            if stop:
-                return
+    def _forget(self) -> None:
+        self._frontiers.clear()  # in-memory frontiers may hold leaves that were rolled back
 
-    def _commit(self, jobs: list[_Job]) -> None:
-        conn = self._wconn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = [self._run(conn, job) for job in jobs]
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._frontiers.clear()  # in-memory frontiers may hold leaves that were rolled back
-            if len(jobs) > 1:
-                for job in jobs:  # retry alone, so one bad job fails only its own caller
-                    self._commit([job])
-                return
-            jobs[0].future.set_exception(_storage_error(exc))
-            return
-        for job, result in zip(jobs, results, strict=True):
-            job.future.set_result(result)
-
-    def _run(self, conn: sqlite3.Connection, job: _Job) -> Any:
-        if job.fn is not None:
-            return job.fn(conn)
-        if job.events is None:
-            raise StorageError("empty write job")
-        return self._append_locked(conn, job.tenant_id, job.events)
+    def _error(self, exc: BaseException) -> BaseException:
+        return _storage_error(exc)
 
     def _append_locked(
         self, conn: sqlite3.Connection, tenant_id: int, events: Sequence[Prepared]
@@ -609,8 +543,7 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._stop_writer()
         # Readers first: the last connection to close checkpoints the WAL and removes the -wal and -shm files.
         with self._readers_lock:
             readers, self._readers = self._readers, []
