@@ -365,13 +365,21 @@ def verify(
     store = _open(settings)
     reports = []
     try:
-        vkey = load_signer(settings, create=False).vkey
+        try:
+            vkey: str | None = load_signer(settings, create=False).vkey
+            key_problem = ""
+        except VigilError as exc:  # no key yet: fine for logs that were never checkpointed
+            vkey, key_problem = None, exc.message
         tenants = [store.get_tenant(tenant)] if tenant else store.list_tenants()
         for t in tenants:
+            if vkey is None and store.checkpoints(t.id):
+                raise click.ClickException(
+                    f"{key_problem}: it is needed to check tenant {t.slug}'s checkpoints (pass --signing-key)"
+                )
             size = store.tree_size(t.id)
             with click.progressbar(length=size, label=f"{t.slug:<12}", file=sys.stderr, show_pos=True) as bar:
                 try:
-                    reports.append(verify_tenant(store, t, vkey, bar.update))
+                    reports.append(verify_tenant(store, t, vkey or "", bar.update))
                 except VerificationError as exc:
                     if as_json:
                         click.echo(json.dumps({"ok": False, "error": str(exc)}))

@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -80,10 +81,15 @@ class Signer:
 
 
 def key_path(settings: Settings) -> Path:
-    """Where the signing key lives: the setting, or next to the SQLite file."""
+    """Where the signing key lives: the setting; else next to the SQLite file, or, for a database URL,
+    ``<database name>.signing-key`` in the working directory."""
     if settings.signing_key:
         return Path(settings.signing_key).expanduser()
-    db = str(settings.database).removeprefix("sqlite:///")
+    db = str(settings.database)
+    if "://" in db and not db.startswith("sqlite:///"):
+        name = urlsplit(db).path.strip("/") or "vigil"
+        return Path(f"{name}.signing-key")
+    db = db.removeprefix("sqlite:///")
     return Path(db).expanduser().with_name(Path(db).name + ".signing-key")
 
 

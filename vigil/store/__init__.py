@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 
 
 def open_store(database: str, settings: Settings | None = None, *, readonly: bool = False) -> Store:
-    """Open the store a ``--database`` value names: a SQLite path or ``sqlite:///path``."""
+    """Open the store a ``--database`` value names: a SQLite path, ``sqlite:///path`` or ``postgresql://…``."""
     from vigil.store.sqlite import SQLiteStore
 
     if database.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("PostgreSQL support is not built yet; use a SQLite path for --database")
+        from vigil.store.postgres import PostgresStore
+
+        return PostgresStore(database, settings)
     if "://" in database and not database.startswith("sqlite:///"):
         raise ConfigError(f"unsupported database URL {database!r}: give a SQLite file path or sqlite:///path")
     path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database

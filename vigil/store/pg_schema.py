@@ -1,0 +1,133 @@
+"""PostgreSQL schema migrations: the control schema, and the schema every tenant gets.
+
+Tenant migrations are templates: ``{s}`` is the tenant's schema, ``{w}`` the writer role, ``{r}`` the tenant's
+reader role. Versions only grow; ``vigil migrate`` applies what is missing, to the control schema and to every
+tenant schema, and is idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+CONTROL_MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "control",
+        """
+CREATE OR REPLACE FUNCTION vigil.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'vigil: % on %.% refused: the log is append-only', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME;
+END $$;
+
+CREATE TABLE vigil.tenants (
+    id             serial PRIMARY KEY,
+    slug           text NOT NULL UNIQUE,
+    name           text NOT NULL,
+    created_at     text NOT NULL,
+    schema_version int NOT NULL DEFAULT 0
+);
+CREATE TABLE vigil.api_keys (
+    key_id      text PRIMARY KEY,
+    tenant_id   int NOT NULL REFERENCES vigil.tenants(id),
+    name        text NOT NULL,
+    scopes      text NOT NULL,
+    secret_hash bytea NOT NULL,
+    created_at  text NOT NULL,
+    revoked_at  text
+);
+CREATE TABLE vigil.checkpoints (
+    tenant_id  int NOT NULL REFERENCES vigil.tenants(id),
+    size       bigint NOT NULL,
+    root       bytea NOT NULL,
+    note       text NOT NULL,
+    created_at text NOT NULL,
+    PRIMARY KEY (tenant_id, size)
+);
+CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON vigil.checkpoints
+    FOR EACH ROW EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON vigil.checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change();
+INSERT INTO vigil.tenants (slug, name, created_at)
+    VALUES ('vigil', 'Vigil platform', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+""",
+    ),
+]
+
+TENANT_MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "tenant",
+        """
+CREATE SCHEMA {s};
+CREATE TABLE {s}.events (
+    seq         bigint NOT NULL,
+    received_us bigint NOT NULL,
+    id          uuid NOT NULL,
+    occurred_us bigint NOT NULL,
+    action      text NOT NULL,
+    category    text NOT NULL,
+    outcome     text NOT NULL,
+    actor_id    text NOT NULL,
+    body        bytea NOT NULL,
+    leaf_hash   bytea NOT NULL,
+    search      text NOT NULL,
+    PRIMARY KEY (seq, received_us)
+) PARTITION BY RANGE (received_us);
+CREATE INDEX ON {s}.events (id);
+CREATE INDEX ON {s}.events (actor_id, seq);
+CREATE INDEX ON {s}.events (action, seq);
+CREATE INDEX ON {s}.events USING gin (to_tsvector('simple', search));
+CREATE TABLE {s}.event_targets (
+    target_id text NOT NULL,
+    type      text NOT NULL,
+    seq       bigint NOT NULL,
+    PRIMARY KEY (target_id, type, seq)
+);
+CREATE TABLE {s}.tree_nodes (
+    level int NOT NULL,
+    idx   bigint NOT NULL,
+    hash  bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE {s}.event_blocks (
+    block        bigint PRIMARY KEY,
+    min_occurred bigint NOT NULL,
+    max_occurred bigint NOT NULL
+);
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON {s}.events
+    FOR EACH ROW EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {s}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON {s}.event_targets
+    FOR EACH ROW EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {s}.event_targets
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON {s}.tree_nodes
+    FOR EACH ROW EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {s}.tree_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON {s}.event_blocks
+    FOR EACH ROW EXECUTE FUNCTION vigil.refuse_change();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {s}.event_blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change();
+REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC;
+GRANT USAGE ON SCHEMA {s} TO "{w}", "{r}";
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO "{w}";
+GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO "{r}";
+""",
+    ),
+]
+
+
+def month_bounds(at_us: int, ahead: int) -> list[tuple[str, int, int]]:
+    """(name, start µs, end µs) of the month holding ``at_us`` and the ``ahead`` months after it."""
+    at = datetime.fromtimestamp(at_us / 1_000_000, UTC)
+    year, month = at.year, at.month
+    out = []
+    for _ in range(ahead + 1):
+        nyear, nmonth = (year + 1, 1) if month == 12 else (year, month + 1)
+        lo = int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * 1_000_000
+        hi = int(datetime(nyear, nmonth, 1, tzinfo=UTC).timestamp()) * 1_000_000
+        out.append((f"{year:04d}{month:02d}", lo, hi))
+        year, month = nyear, nmonth
+    return out

@@ -1,0 +1,642 @@
+"""The production store: PostgreSQL, one schema per tenant, append-only roles, monthly partitions.
+
+Layout, for a database ``D``:
+
+- schema ``vigil``: tenants, API keys, checkpoints and the schema version (the control schema);
+- schema ``tenant_<id>`` per tenant: events (partitioned by month of ``received_us``), event_targets,
+  tree_nodes and event_blocks;
+- role ``vigil_<D>_writer``: INSERT and SELECT on the tenant tables, nothing else; every append runs under it
+  (``SET LOCAL ROLE``);
+- role ``vigil_<D>_r<id>`` per tenant: USAGE and SELECT on its own schema only; every tenant-scoped read runs
+  under it, so a bug in our SQL still cannot cross tenants;
+- the connecting role owns everything and runs the migrations; triggers refuse UPDATE, DELETE and TRUNCATE even
+  to it (defence in depth).
+
+One writer thread per process group-commits appends; across processes ``pg_advisory_xact_lock`` per tenant keeps
+one writer per log, and the frontier is re-read whenever another process has appended since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vigil.errors import AppendOnlyViolation, ConfigError, Conflict, InvalidRequest, NotFound, StorageError
+from vigil.ledger.merkle import CompactRange, decompose
+from vigil.ledger.tiles import TILE_HEIGHT, TileReader
+from vigil.store.base import (
+    ApiKey,
+    Appended,
+    Page,
+    RawEvent,
+    SearchQuery,
+    StoredCheckpoint,
+    SubtreeReader,
+    Tenant,
+)
+from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
+from vigil.store.sqlite import TENANT_SLUG, now_text
+from vigil.store.writer import GroupCommitWriter
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from vigil.ingest.intake import Prepared
+    from vigil.settings import Settings
+
+LOCK_SPACE = 0x56494731  # first key of pg_advisory_xact_lock(int, int): "VIG1"
+PARTITIONS_AHEAD = 2  # months of partitions kept ready beyond the current one
+
+
+def _import() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigError("PostgreSQL needs the postgres extra: pip install 'vigil[postgres]'") from None
+    return psycopg, ConnectionPool
+
+
+def schema_of(tenant_id: int) -> str:
+    return f"tenant_{int(tenant_id)}"
+
+
+class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
+    """The PostgreSQL :class:`~vigil.store.base.Store`."""
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        psycopg, pool_cls = _import()
+        self.url = url
+        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self._frontiers: dict[int, CompactRange] = {}
+        self._partitions: dict[int, int] = {}  # tenant id -> end (µs) of its last partition
+        self._lock = threading.Lock()
+        try:
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from None
+        db = _scalar(conn.execute("SELECT current_database()"))
+        self.role_prefix = "vigil_" + re.sub(r"[^a-z0-9_]", "_", db.lower())[:40]
+        self.writer_role = f"{self.role_prefix}_writer"
+        self.migrate(conn)
+        self._pool: ConnectionPool[Any] = pool_cls(
+            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False}
+        )
+        self._start_writer(conn)
+
+    def reader_role(self, tenant_id: int) -> str:
+        return f"{self.role_prefix}_r{int(tenant_id)}"
+
+    # -- migrations ----------------------------------------------------------------------------------------
+
+    def migrate(self, conn: psycopg.Connection[Any] | None = None) -> dict[str, int]:
+        """Bring the control schema and every tenant schema up to date (idempotent); returns versions."""
+        if conn is None:  # on the writer thread, inside its transaction
+            return self.write(lambda c: self._migrate_all(c, own_tx=False))
+        return self._migrate_all(conn)
+
+    def _migrate_all(self, conn: psycopg.Connection[Any], own_tx: bool = True) -> dict[str, int]:
+        with _tx(conn) if own_tx else contextlib.nullcontext():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SPACE,))
+            conn.execute("CREATE SCHEMA IF NOT EXISTS vigil")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS vigil.schema_migrations (version int PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            current = _scalar(conn.execute("SELECT coalesce(max(version), 0) FROM vigil.schema_migrations"))
+            if current > CONTROL_MIGRATIONS[-1][0]:
+                raise StorageError(
+                    f"the database has control schema version {current}, newer than this Vigil "
+                    f"knows ({CONTROL_MIGRATIONS[-1][0]}); upgrade Vigil"
+                )
+            self._ensure_role(conn, self.writer_role)
+            for version, name, sql in CONTROL_MIGRATIONS:
+                if version > current:
+                    conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO vigil.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+            tenants = conn.execute("SELECT id, schema_version FROM vigil.tenants ORDER BY id").fetchall()
+            for tid, version in tenants:
+                self._migrate_tenant(conn, tid, version)
+        return {
+            "control": CONTROL_MIGRATIONS[-1][0],
+            "tenant": TENANT_MIGRATIONS[-1][0],
+            "tenants": len(tenants),
+        }
+
+    @staticmethod
+    def _ensure_role(conn: psycopg.Connection[Any], role: str) -> None:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        conn.execute(f'GRANT "{role}" TO CURRENT_USER')
+
+    def _migrate_tenant(self, conn: psycopg.Connection[Any], tenant_id: int, version: int) -> None:
+        reader = self.reader_role(tenant_id)
+        self._ensure_role(conn, reader)
+        names = {"s": schema_of(tenant_id), "w": self.writer_role, "r": reader}
+        if version > TENANT_MIGRATIONS[-1][0]:
+            raise StorageError(
+                f"tenant {tenant_id} has schema version {version}, newer than this Vigil knows"
+            )
+        for v, _, sql in TENANT_MIGRATIONS:
+            if v > version:
+                conn.execute(sql.format(**names))
+                conn.execute("UPDATE vigil.tenants SET schema_version = %s WHERE id = %s", (v, tenant_id))
+        self._ensure_partitions(conn, tenant_id, _now_us())
+
+    def _ensure_partitions(self, conn: psycopg.Connection[Any], tenant_id: int, received_us: int) -> None:
+        """Monthly partitions up to PARTITIONS_AHEAD months past ``received_us`` (DDL: call as owner)."""
+        end = self._partitions.get(tenant_id, 0)
+        if received_us < end - 31 * 86_400_000_000:
+            return
+        s = schema_of(tenant_id)
+        for name, lo, hi in month_bounds(received_us, PARTITIONS_AHEAD):
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {s}.events_{name} PARTITION OF {s}.events "
+                f"FOR VALUES FROM ({lo}) TO ({hi})"
+            )
+            conn.execute(f"DROP TRIGGER IF EXISTS no_truncate ON {s}.events_{name}")
+            conn.execute(
+                f"CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {s}.events_{name} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_change()"
+            )
+            end = max(end, hi)
+        self._partitions[tenant_id] = end
+
+    def schema_version(self) -> int:
+        with self._control() as conn:
+            return int(_scalar(conn.execute("SELECT max(version) FROM vigil.schema_migrations")))
+
+    # -- connections ---------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _control(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise StorageError("the store is closed")
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.contextmanager
+    def _tenant(self, tenant_id: int) -> Iterator[psycopg.Connection[Any]]:
+        """A read transaction under the tenant's own reader role."""
+        if self._closed:
+            raise StorageError("the store is closed")
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(f'SET LOCAL ROLE "{self.reader_role(tenant_id)}"')
+            yield conn
+
+    # -- the writer's transaction --------------------------------------------------------------------------
+
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("BEGIN")
+
+    def _commit_tx(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("COMMIT")
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
+
+    def _forget(self) -> None:
+        self._frontiers.clear()
+
+    def _error(self, exc: BaseException) -> BaseException:
+        psycopg, _ = _import()
+        if isinstance(exc, psycopg.Error):
+            if "append-only" in str(exc):
+                return AppendOnlyViolation(str(exc))
+            return StorageError(f"PostgreSQL: {exc}")
+        return exc
+
+    def _append_locked(
+        self, conn: psycopg.Connection[Any], tenant_id: int, events: Sequence[Prepared]
+    ) -> list[Appended]:
+        s = schema_of(tenant_id)
+        received = max((e.event.received_at for e in events), default="")
+        received_us = _parse_us(received) if received else _now_us()
+        self._ensure_partitions(conn, tenant_id, received_us)
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, tenant_id))
+        conn.execute(f'SET LOCAL ROLE "{self.writer_role}"')
+        size = _scalar(conn.execute(f"SELECT coalesce(max(seq) + 1, 0) FROM {s}.events"))
+        frontier = self._frontiers.get(tenant_id)
+        if frontier is None or frontier.size != size:  # another process appended since: re-read the frontier
+            reader = TileReader(_fetcher(conn, tenant_id), size)
+            frontier = CompactRange(size, [reader(level, idx) for level, idx in decompose(size)])
+            self._frontiers[tenant_id] = frontier
+        known: dict[str, Appended] = {}
+        for seq, eid, leaf in conn.execute(
+            f"SELECT seq, id::text, leaf_hash FROM {s}.events WHERE id = ANY(%s::uuid[])",
+            ([e.id for e in events],),
+        ):
+            known[eid] = Appended(seq, leaf, duplicate=True)
+        out: list[Appended] = []
+        rows: list[tuple[Any, ...]] = []
+        targets: list[tuple[Any, ...]] = []
+        leaves: list[bytes] = []
+        seq = size
+        for e in events:
+            hit = known.get(e.id)
+            if hit is not None:
+                out.append(hit)
+                continue
+            ev = e.event
+            rows.append(
+                (
+                    seq,
+                    _parse_us(ev.received_at),
+                    e.id,
+                    e.occurred_us,
+                    ev.action,
+                    ev.category,
+                    ev.outcome,
+                    ev.actor.id,
+                    e.body,
+                    e.leaf,
+                    e.text,
+                )
+            )
+            targets.extend((t.id, t.type, seq) for t in ev.targets)
+            leaves.append(e.leaf)
+            out.append(Appended(seq, e.leaf))
+            known[e.id] = Appended(seq, e.leaf, duplicate=True)
+            seq += 1
+        if rows:
+            with conn.cursor() as cur:
+                with cur.copy(
+                    f"COPY {s}.events (seq, received_us, id, occurred_us, action, category, outcome, "
+                    "actor_id, body, leaf_hash, search) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                if targets:
+                    # one event may name the same target twice; the key keeps one row
+                    with cur.copy(f"COPY {s}.event_targets (target_id, type, seq) FROM STDIN") as copy:
+                        for row in dict.fromkeys(targets):
+                            copy.write_row(row)
+                nodes = [
+                    (lv, idx, h) for lv, idx, h in frontier.extend(leaves) if lv and lv % TILE_HEIGHT == 0
+                ]
+                if nodes:
+                    with cur.copy(f"COPY {s}.tree_nodes (level, idx, hash) FROM STDIN") as copy:
+                        for node in nodes:
+                            copy.write_row(node)
+                    for _, idx, _ in (n for n in nodes if n[0] == TILE_HEIGHT):
+                        cur.execute(
+                            f"INSERT INTO {s}.event_blocks SELECT %s, min(occurred_us), max(occurred_us) "
+                            f"FROM {s}.events WHERE seq >= %s AND seq < %s",
+                            (idx, idx << TILE_HEIGHT, (idx + 1) << TILE_HEIGHT),
+                        )
+        conn.execute("RESET ROLE")
+        return out
+
+    # -- tenants and keys ----------------------------------------------------------------------------------
+
+    def create_tenant(self, slug: str, name: str | None = None) -> Tenant:
+        if not TENANT_SLUG.match(slug):
+            raise InvalidRequest(
+                f"tenant {slug!r}: use 2 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
+            )
+        created = now_text()
+
+        def insert(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(
+                "INSERT INTO vigil.tenants (slug, name, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (slug) DO NOTHING RETURNING id",
+                (slug, name or slug, created),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"tenant {slug!r} already exists")
+            self._migrate_tenant(conn, row[0], 0)
+            return int(row[0])
+
+        return Tenant(self.write(insert), slug, name or slug, created)
+
+    def get_tenant(self, slug: str) -> Tenant:
+        with self._control() as conn:
+            row = conn.execute(
+                "SELECT id, slug, name, created_at FROM vigil.tenants WHERE slug = %s", (slug,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no tenant {slug!r}")
+        return Tenant(*row)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._control() as conn:
+            return [
+                Tenant(*r)
+                for r in conn.execute("SELECT id, slug, name, created_at FROM vigil.tenants ORDER BY slug")
+            ]
+
+    def create_key(self, key: ApiKey) -> None:
+        self.write(
+            lambda conn: conn.execute(
+                "INSERT INTO vigil.api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) "
+                "VALUES (%s,%s,%s,%s,%s,%s)",
+                (
+                    key.key_id,
+                    key.tenant_id,
+                    key.name,
+                    ",".join(sorted(key.scopes)),
+                    key.secret_hash,
+                    key.created_at,
+                ),
+            )
+        )
+
+    _KEY_SQL = (
+        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, "
+        "k.revoked_at IS NOT NULL FROM vigil.api_keys k JOIN vigil.tenants t ON t.id = k.tenant_id"
+    )
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._control() as conn:
+            row = conn.execute(self._KEY_SQL + " WHERE k.key_id = %s", (key_id,)).fetchone()
+        return None if row is None else _key(row)
+
+    def list_keys(self, tenant_id: int | None = None) -> list[ApiKey]:
+        with self._control() as conn:
+            if tenant_id is None:
+                rows = conn.execute(self._KEY_SQL + " ORDER BY t.slug, k.created_at").fetchall()
+            else:
+                rows = conn.execute(
+                    self._KEY_SQL + " WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,)
+                ).fetchall()
+        return [_key(r) for r in rows]
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def tree_size(self, tenant_id: int) -> int:
+        with self._tenant(tenant_id) as conn:
+            return int(
+                _scalar(conn.execute(f"SELECT coalesce(max(seq) + 1, 0) FROM {schema_of(tenant_id)}.events"))
+            )
+
+    def subtree_reader(self, tenant_id: int) -> SubtreeReader:
+        size = self.tree_size(tenant_id)
+
+        def fetch(level: int, start: int, end: int) -> list[bytes]:
+            with self._tenant(tenant_id) as conn:
+                return _fetcher(conn, tenant_id)(level, start, end)
+
+        return TileReader(fetch, size)
+
+    def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None:
+        if not _UUID.match(event_id):
+            return None
+        with self._tenant(tenant_id) as conn:
+            row = conn.execute(
+                f"SELECT seq, leaf_hash, body FROM {schema_of(tenant_id)}.events WHERE id = %s", (event_id,)
+            ).fetchone()
+        return None if row is None else (row[0], bytes(row[1]), bytes(row[2]))
+
+    def read_range(self, tenant_id: int, start: int, end: int) -> list[RawEvent]:
+        with self._tenant(tenant_id) as conn:
+            return [
+                (seq, bytes(leaf), bytes(body))
+                for seq, leaf, body in conn.execute(
+                    f"SELECT seq, leaf_hash, body FROM {schema_of(tenant_id)}.events WHERE seq >= %s AND seq < %s "
+                    "ORDER BY seq",
+                    (start, end),
+                )
+            ]
+
+    def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
+        with self._tenant(tenant_id) as conn:
+            return [
+                (lv, idx, bytes(h))
+                for lv, idx, h in conn.execute(
+                    f"SELECT level, idx, hash FROM {schema_of(tenant_id)}.tree_nodes ORDER BY level, idx"
+                )
+            ]
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def add_checkpoint(self, tenant_id: int, size: int, root: bytes, note: str) -> StoredCheckpoint:
+        created = now_text()
+        self.write(
+            lambda conn: conn.execute(
+                "INSERT INTO vigil.checkpoints (tenant_id, size, root, note, created_at) VALUES (%s,%s,%s,%s,%s) "
+                "ON CONFLICT DO NOTHING",
+                (tenant_id, size, root, note, created),
+            )
+        )
+        stored = self.checkpoint(tenant_id, size)
+        if stored is None:
+            raise StorageError(f"checkpoint at size {size} was not stored")
+        return stored
+
+    def checkpoint(self, tenant_id: int, size: int | None = None) -> StoredCheckpoint | None:
+        sql = "SELECT size, root, note, created_at FROM vigil.checkpoints WHERE tenant_id = %s"
+        with self._control() as conn:
+            if size is None:
+                row = conn.execute(sql + " ORDER BY size DESC LIMIT 1", (tenant_id,)).fetchone()
+            else:
+                row = conn.execute(sql + " AND size = %s", (tenant_id, size)).fetchone()
+        return None if row is None else StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
+
+    def checkpoints(self, tenant_id: int) -> list[StoredCheckpoint]:
+        with self._control() as conn:
+            return [
+                StoredCheckpoint(r[0], bytes(r[1]), r[2], r[3])
+                for r in conn.execute(
+                    "SELECT size, root, note, created_at FROM vigil.checkpoints WHERE tenant_id = %s ORDER BY size",
+                    (tenant_id,),
+                )
+            ]
+
+    # -- search --------------------------------------------------------------------------------------------
+
+    def search(self, tenant_id: int, query: SearchQuery) -> Page:
+        s = schema_of(tenant_id)
+        with self._tenant(tenant_id) as conn:
+            snapshot = query.snapshot
+            if snapshot is None:
+                snapshot = _scalar(conn.execute(f"SELECT coalesce(max(seq), -1) FROM {s}.events"))
+            if snapshot < 0:
+                return Page([], None, snapshot)
+            lo, hi = 0, snapshot
+            newest = query.order == "newest"
+            if query.after is not None:
+                if newest:
+                    hi = min(hi, query.after[1] - 1)
+                else:
+                    lo = max(lo, query.after[1] + 1)
+            if (query.since_us is not None or query.until_us is not None) and lo <= hi:
+                lo, hi = _time_bounds(conn, s, lo, hi, query.since_us, query.until_us)
+            if lo > hi:
+                return Page([], None, snapshot)
+            sql, params = _search_sql(s, query, lo, hi)
+            rows = conn.execute(sql, params).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        events = [(seq, bytes(leaf), bytes(body)) for seq, leaf, body in rows]
+        nxt = (0, rows[-1][0]) if more and rows else None
+        return Page(events, nxt, snapshot)
+
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (after bulk loads)."""
+        self.write(lambda conn: conn.execute("ANALYZE"))
+
+    def check(self) -> None:
+        if not self.writer_alive():
+            raise StorageError("the store is closed or its writer has stopped")
+        with self._control() as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_writer()
+        self._pool.close()
+        with contextlib.suppress(Exception):
+            self._wconn.close()
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _search_sql(s: str, q: SearchQuery, lo: int, hi: int) -> tuple[str, list[Any]]:
+    where = ["e.seq BETWEEN %s AND %s"]
+    params: list[Any] = [lo, hi]
+    source, order_col = f"{s}.events e", "e.seq"
+    if q.target_type is not None and q.target_id is not None:
+        source, order_col = f"{s}.event_targets t JOIN {s}.events e ON e.seq = t.seq", "t.seq"
+        where += ["t.target_id = %s", "t.type = %s", "t.seq BETWEEN %s AND %s"]
+        params += [q.target_id, q.target_type, lo, hi]
+    elif q.target_type is not None or q.target_id is not None:
+        column, value = ("type", q.target_type) if q.target_id is None else ("target_id", q.target_id)
+        where.append(
+            f"e.seq IN (SELECT seq FROM {s}.event_targets WHERE {column} = %s AND seq BETWEEN %s AND %s)"
+        )
+        params += [value, lo, hi]
+    for column, value in (("actor_id", q.actor_id), ("outcome", q.outcome), ("category", q.category)):
+        if value is not None:
+            where.append(f"e.{column} = %s")
+            params.append(value)
+    if q.action is not None:
+        if q.action.endswith(".*"):
+            prefix = q.action[:-1]
+            where.append("e.action >= %s AND e.action < %s")
+            params += [prefix, prefix[:-1] + "/"]
+        else:
+            where.append("e.action = %s")
+            params.append(q.action)
+    if q.since_us is not None:
+        where.append("e.occurred_us >= %s")
+        params.append(q.since_us)
+    if q.until_us is not None:
+        where.append("e.occurred_us < %s")
+        params.append(q.until_us)
+    if q.text:
+        where.append("to_tsvector('simple', e.search) @@ to_tsquery('simple', %s)")
+        params.append(ts_query(q.text))
+    sql = (
+        f"SELECT e.seq, e.leaf_hash, e.body FROM {source} WHERE {' AND '.join(where)} "
+        f"ORDER BY {order_col} {'DESC' if q.order == 'newest' else 'ASC'} LIMIT %s"
+    )
+    params.append(q.limit + 1)
+    return sql, params
+
+
+def ts_query(text: str) -> str:
+    """A safe tsquery: every word required, ``word*`` for a prefix; operators in user text are plain words."""
+    words = re.findall(r"[^\W_]+\*?", text.lower())
+    if not words:
+        raise InvalidRequest("free-text search needs at least one word")
+    return " & ".join(w.rstrip("*") + (":*" if w.endswith("*") else "") for w in words[:16])
+
+
+def _time_bounds(
+    conn: psycopg.Connection[Any], s: str, lo: int, hi: int, since: int | None, until: int | None
+) -> tuple[int, int]:
+    """Narrow [lo, hi] to the blocks that can hold events with since <= occurred_us < until (see event_blocks)."""
+    since = -(2**62) if since is None else since
+    until = 2**62 if until is None else until
+    bmin, bmax, complete = _row(
+        conn.execute(
+            f"SELECT min(block) FILTER (WHERE max_occurred >= %(s)s AND min_occurred < %(u)s), "
+            f"max(block) FILTER (WHERE max_occurred >= %(s)s AND min_occurred < %(u)s), max(block) "
+            f"FROM {s}.event_blocks",
+            {"s": since, "u": until},
+        )
+    )
+    tail = 0 if complete is None else (complete + 1) << TILE_HEIGHT
+    tail_hit = (
+        conn.execute(
+            f"SELECT 1 FROM {s}.events WHERE seq >= %s AND seq <= %s AND occurred_us >= %s AND occurred_us < %s "
+            "LIMIT 1",
+            (max(tail, lo), hi, since, until),
+        ).fetchone()
+        is not None
+    )
+    new_lo = bmin << TILE_HEIGHT if bmin is not None else tail
+    if tail_hit:
+        new_hi = hi
+    elif bmax is not None:
+        new_hi = ((bmax + 1) << TILE_HEIGHT) - 1
+    else:
+        return 1, 0
+    return max(lo, new_lo), min(hi, new_hi)
+
+
+def _fetcher(conn: psycopg.Connection[Any], tenant_id: int) -> Callable[[int, int, int], list[bytes]]:
+    s = schema_of(tenant_id)
+
+    def fetch(level: int, start: int, end: int) -> list[bytes]:
+        if level == 0:
+            rows = conn.execute(
+                f"SELECT leaf_hash FROM {s}.events WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end)
+            )
+        else:
+            rows = conn.execute(
+                f"SELECT hash FROM {s}.tree_nodes WHERE level = %s AND idx >= %s AND idx < %s ORDER BY idx",
+                (level, start, end),
+            )
+        return [bytes(r[0]) for r in rows]
+
+    return fetch
+
+
+def _row(cur: Any) -> Any:
+    row = cur.fetchone()
+    if row is None:
+        raise StorageError("PostgreSQL returned no row where one was expected")
+    return row
+
+
+def _scalar(cur: Any) -> Any:
+    return _row(cur)[0]
+
+
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        row[0], row[1], row[2], row[3], frozenset(row[4].split(",")), bytes(row[5]), row[6], bool(row[7])
+    )
+
+
+@contextlib.contextmanager
+def _tx(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def _parse_us(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
