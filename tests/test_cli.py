@@ -53,7 +53,10 @@ def test_database_from_environment(tmp_path: Path) -> None:
     [
         (("keys", "create", "--tenant", "nope"), "no tenant 'nope'"),
         (("tenants", "create", "Bad Slug"), "lower-case"),
-        (("tenants", "list", "--database", "postgresql://localhost/x"), "not built yet"),
+        (
+            ("tenants", "list", "--database", "postgresql://postgres@127.0.0.1:1/x"),
+            "cannot connect to PostgreSQL",
+        ),
         (("tenants", "list", "--database", "mysql://x"), "unsupported database URL"),
     ],
 )
@@ -118,3 +121,11 @@ def test_help_explains_every_command() -> None:
         assert cmd in top
     serve = run("serve", "--help").output
     assert "VIGIL_DATABASE" in serve and "VIGIL_RATE_LIMIT" in serve
+
+
+def test_database_passwords_never_reach_the_output() -> None:
+    """A password in a database URL is masked wherever the CLI prints the URL."""
+    from vigil.cli import safe_url
+
+    assert safe_url("postgresql://vigil:s3cret@db:5432/audit") == "postgresql://vigil:***@db:5432/audit"
+    assert safe_url("./vigil.db") == "./vigil.db"

@@ -61,6 +61,17 @@ def _open(settings: Settings) -> Store:
         raise click.ClickException(exc.message) from None
 
 
+def safe_url(database: str) -> str:
+    """A database URL fit for logs: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database)
+    if parts.password is None:
+        return database
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _emit(as_json: bool, data: Any, text: str) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
@@ -108,7 +119,7 @@ def serve(**opts: Any) -> None:
     )
     store = _open(settings)
     click.echo(
-        f"vigil {vigil.__version__}: serving {settings.database} on http://{settings.host}:{settings.port}"
+        f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
         f" (OpenAPI: /schema/openapi.json)",
         err=True,
     )
@@ -288,7 +299,7 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
 
     settings = _settings(database=database, port=port)
     store = _open(settings)
-    out: dict[str, Any] = {"database": settings.database, "tenants": {}}
+    out: dict[str, Any] = {"database": safe_url(settings.database), "tenants": {}}
     whole = sum(n for _, _, n in DEMO_TENANTS)
     started = time.perf_counter()
     written = 0
@@ -333,14 +344,14 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
         click.echo(json.dumps(out, indent=2))
         return
     port_ = settings.port
-    click.echo(f"\nwrote {written:,} events in {seconds:.1f} s to {settings.database}\n")
+    click.echo(f"\nwrote {written:,} events in {seconds:.1f} s to {safe_url(settings.database)}\n")
     for slug, info in out["tenants"].items():
         click.echo(f"  {slug:<8} {info['events']:>7,} events   key (ingest, read): {info['key']}")
         for a in info.get("attacks", []):
             click.echo(f"           planted: {a['name']} ({a['technique']})")
     acme_key = out["tenants"]["acme"]["key"]
     click.echo(
-        f"\nStart the server:   vigil serve --database {settings.database}\nThen try:\n"
+        f"\nStart the server:   vigil serve --database {safe_url(settings.database)}\nThen try:\n"
         f"  curl -s -H 'Authorization: Bearer {acme_key}' "
         f"'http://127.0.0.1:{port_}/v1/events?action=user.login&outcome=failure&limit=5'"
     )
