@@ -124,7 +124,8 @@ def run_http(
         files.append(str(path))
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    with Server(database, synchronous=synchronous, rate_limit=0) as server:
+    key_file = str(workdir / "signing.key")  # never next to the code, whatever the database is
+    with Server(database, synchronous=synchronous, rate_limit=0, extra=["--signing-key", key_file]) as server:
         procs = [
             ctx.Process(target=_client, args=(server.url, key, f, ready, go, out, seconds), daemon=True)
             for f in files
