@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -169,3 +170,24 @@ def test_two_processes_writing_one_tenant_keep_seq_contiguous_and_the_tree_valid
     rows = pg.read_range(t.id, 0, size + 3)
     cr.extend([leaf for _, leaf, _ in rows[size:]])
     assert root_at(size + 3, pg.subtree_reader(t.id)) == cr.root()
+
+
+def test_vigil_verify_passes_on_a_demo_database(url: str, tmp_path: object) -> None:
+    """vigil demo fills PostgreSQL; after a checkpoint, vigil verify passes end to end."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from vigil.cli import main
+
+    key = str(Path(str(tmp_path)) / "signing.key")
+    runner = CliRunner()
+    demo = runner.invoke(main, ["demo", "--events", "3000", "--days", "5", "--database", url, "--json"])
+    assert demo.exit_code == 0, demo.output
+    cp = runner.invoke(main, ["checkpoint", "--tenant", "acme", "--database", url, "--signing-key", key])
+    assert cp.exit_code == 0, cp.output
+    result = runner.invoke(main, ["verify", "--database", url, "--signing-key", key, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and {t["tenant"] for t in report["tenants"]} >= {"acme", "globex", "initech"}
+    assert sum(t["events"] for t in report["tenants"]) >= 3000
