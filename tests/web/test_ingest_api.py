@@ -239,3 +239,31 @@ def test_other_media_types_are_415(client: Client, keys: Keys) -> None:
     )
     assert r.status_code == 415
     assert r.json()["error"]["type"] == "unsupported_media_type"
+
+
+def test_gzip_bodies_are_accepted(client: Client, keys: Keys) -> None:
+    """Content-Encoding: gzip bodies are inflated before parsing."""
+    import gzip
+
+    body = gzip.compress(json.dumps([event(), event("user.logout")]).encode())
+    r = client.post(
+        "/v1/events",
+        content=body,
+        headers={**auth(keys.ingest), "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 2
+
+
+def test_a_gzip_bomb_is_413_and_a_corrupt_one_400(client: Client, keys: Keys) -> None:
+    """A small gzip body that inflates past 5 MiB is refused without inflating it all; garbage is a 400."""
+    import gzip
+
+    bomb = gzip.compress(b"[" + b" " * (MAX_REQUEST_BYTES + 10) + b"]")
+    assert len(bomb) < 100_000
+    headers = {**auth(keys.ingest), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    r = client.post("/v1/events", content=bomb, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "payload_too_large"
+    r = client.post("/v1/events", content=b"\x1f\x8bnot really gzip", headers=headers)
+    assert r.status_code == 400 and "gzip" in r.json()["error"]["message"]
+    r = client.post("/v1/events", content=b"[]", headers={**headers, "Content-Encoding": "br"})
+    assert r.status_code == 415

@@ -12,6 +12,7 @@ import binascii
 import logging
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -27,7 +28,15 @@ from litestar.params import FromPath, Parameter
 
 import vigil
 from vigil.auth import KeyRing, require
-from vigil.errors import ClientError, InvalidRequest, NotFound, RateLimited, VigilError
+from vigil.errors import (
+    ClientError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    UnsupportedMediaType,
+    VigilError,
+)
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import RateLimiter
 from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
@@ -210,6 +219,28 @@ def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
     return seq, snap
 
 
+def decode_content(body: bytes, encoding: str) -> bytes:
+    """The request body with its Content-Encoding (identity or gzip) undone, never past the request limit.
+
+    The limit holds for the inflated bytes: a small compressed body cannot expand into a large one (a zip bomb).
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
+    except zlib.error as exc:
+        raise InvalidRequest(f"the gzip body is corrupt: {exc}") from None
+    if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the request body inflates to more than {MAX_REQUEST_BYTES} bytes")
+    if not inflater.eof:
+        raise InvalidRequest("the gzip body is truncated")
+    return out
+
+
 def create_app(
     settings: Settings | None = None, store: Store | None = None, own_store: bool = False
 ) -> Litestar:
@@ -254,7 +285,7 @@ def create_app(
         already logged; the original ``seq``) or ``rejected`` (with every problem found).
         """
         key = app.auth(request, "ingest")
-        body = await request.body()
+        body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
         received_us = time.time_ns() // 1000
         good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
         app.limiter.take(key.tenant_id, len(good) + len(bad))
