@@ -55,7 +55,7 @@ from vigil.model import (
 )
 from vigil.settings import Settings
 from vigil.store import Store, open_store
-from vigil.store.base import PLATFORM_TENANT, ApiKey, SearchQuery
+from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery
 from vigil.web.common import BEARER, ErrorBody, Problem, errors, json_response, with_options
 from vigil.web.ledger_routes import ledger_routes
 
@@ -217,6 +217,19 @@ def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
     if t != tenant_id or o != order or not isinstance(seq, int) or not isinstance(snap, int):
         raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
     return seq, snap
+
+
+def _page_response(tenant_id: int, order: str, page: Page) -> Response[bytes]:
+    """A search page in the API's shape, events spliced from their stored bytes."""
+    nxt = _cursor_encode(tenant_id, order, page.next[1], page.snapshot) if page.next else None
+    data = b",".join(stored_json(*e) for e in page.events)
+    return json_response(
+        b'{"data":['
+        + data
+        + b'],"next_cursor":'
+        + msgspec.json.encode(nxt)
+        + b',"snapshot_seq":%d}' % page.snapshot
+    )
 
 
 def decode_content(body: bytes, encoding: str) -> bytes:
@@ -398,15 +411,7 @@ def create_app(
                 "results": len(page.events),
             },
         )
-        nxt = _cursor_encode(key.tenant_id, order, page.next[1], page.snapshot) if page.next else None
-        data = b",".join(stored_json(*e) for e in page.events)
-        return json_response(
-            b'{"data":['
-            + data
-            + b'],"next_cursor":'
-            + msgspec.json.encode(nxt)
-            + b',"snapshot_seq":%d}' % page.snapshot
-        )
+        return _page_response(key.tenant_id, order, page)
 
     @get(
         "/v1/events/{event_id:str}",
@@ -428,6 +433,45 @@ def create_app(
         if raw is None:
             raise NotFound(f"no event {event_id!r} in this tenant's log")
         return json_response(stored_json(*raw))
+
+    @get(
+        "/v1/entities/{entity_type:str}/{entity_id:str}/history",
+        summary="History of one entity",
+        tags=["events"],
+        security=BEARER,
+        responses={
+            **errors(400, 401, 403),
+            200: ResponseSpec(data_container=SearchPage, description="The entity's events, newest first"),
+        },
+    )
+    async def entity_history(
+        request: Request[Any, Any, Any],
+        entity_type: FromPath[str],
+        entity_id: FromPath[str],
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        cursor: Annotated[
+            str | None, Parameter(description="next_cursor of the previous page", max_length=512)
+        ] = None,
+    ) -> Response[bytes]:
+        """Who created, changed, viewed or deleted this entity, and when: every event that names it as a target."""
+        key = app.auth(request, "read", "auditor")
+        if len(entity_type) > 64 or len(entity_id) > 256:
+            raise InvalidRequest("entity type is at most 64 characters and id at most 256")
+        after, snapshot = _cursor_decode(cursor, key.tenant_id, "newest") if cursor else (None, None)
+        query = SearchQuery(
+            target_type=entity_type,
+            target_id=entity_id,
+            limit=limit,
+            after=(0, after) if after is not None else None,
+            snapshot=snapshot,
+        )
+        page = await asyncio.to_thread(app.store.search, key.tenant_id, query)
+        app.record_access(
+            key,
+            "audit_log.entity.viewed",
+            {"target_type": entity_type, "target_id": entity_id, "results": len(page.events)},
+        )
+        return _page_response(key.tenant_id, "newest", page)
 
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         if isinstance(exc, _AllRejected):
@@ -484,7 +528,9 @@ def create_app(
     )
 
     asgi = Litestar(
-        route_handlers=with_options([healthz, readyz, ingest, search, get_event, *ledger_routes(app)]),
+        route_handlers=with_options(
+            [healthz, readyz, ingest, search, get_event, entity_history, *ledger_routes(app)]
+        ),
         on_startup=[app.start],
         on_shutdown=[app.shutdown],
         exception_handlers={Exception: on_error},
