@@ -1,4 +1,4 @@
-"""Shared fixtures: a real SQLite file, the real ASGI app in-process, and keys for two tenants.
+"""Shared fixtures: a real store (SQLite and PostgreSQL), the real ASGI app in-process, keys for two tenants.
 
 Helpers that tests import live in ``support.py``: several conftest modules share the name ``conftest``."""
 
@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+from pg import fresh_database
 from support import Keys
 
 from vigil.auth import create_key
 from vigil.settings import Settings
-from vigil.store.sqlite import SQLiteStore
+from vigil.store import Store, open_store
 from vigil.web import create_app
 
 
@@ -23,20 +24,32 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "vigil.db"
 
 
-@pytest.fixture
-def settings(db_path: Path) -> Settings:
-    return Settings.load({"database": str(db_path), "sqlite_synchronous": "NORMAL"}, environ={})
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
+def database(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """Every test that uses the store runs on both: a SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(db_path)
+    else:
+        yield from fresh_database()
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(settings.database, settings)
+def settings(database: str, tmp_path: Path) -> Settings:
+    values = {"database": database, "sqlite_synchronous": "NORMAL"}
+    if "://" in database:  # the default key place for a URL is the working directory: keep tests out of it
+        values["signing_key"] = str(tmp_path / "vigil.db.signing-key")
+    return Settings.load(values, environ={})
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings.database, settings)
     yield s
     s.close()
 
 
 @pytest.fixture
-def keys(store: SQLiteStore) -> Keys:
+def keys(store: Store) -> Keys:
     acme = store.create_tenant("acme", "Acme")
     globex = store.create_tenant("globex", "Globex")
     return Keys(
@@ -50,6 +63,6 @@ def keys(store: SQLiteStore) -> Keys:
 
 
 @pytest.fixture
-def client(settings: Settings, store: SQLiteStore) -> Iterator[TestClient[Any]]:
+def client(settings: Settings, store: Store) -> Iterator[TestClient[Any]]:
     with TestClient(app=create_app(settings, store)) as c:
         yield c

@@ -76,7 +76,9 @@ CREATE TABLE {s}.events (
 CREATE INDEX ON {s}.events (id);
 CREATE INDEX ON {s}.events (actor_id, seq);
 CREATE INDEX ON {s}.events (action, seq);
-CREATE INDEX ON {s}.events USING gin (to_tsvector('simple', search));
+CREATE INDEX ON {s}.events USING gin (to_tsvector('simple', regexp_replace(search, '[^[:alnum:]]+', ' ', 'g')));
+-- failures, denials and errors are rare and are what security searches ask for
+CREATE INDEX ON {s}.events (outcome, seq) WHERE outcome <> 'success';
 CREATE TABLE {s}.event_targets (
     target_id text NOT NULL,
     type      text NOT NULL,

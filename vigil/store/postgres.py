@@ -39,6 +39,7 @@ from vigil.store.base import (
     Tenant,
 )
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
+from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
 from vigil.store.sqlite import TENANT_SLUG, now_text
 from vigil.store.writer import GroupCommitWriter
 
@@ -84,8 +85,10 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
         self.role_prefix = "vigil_" + re.sub(r"[^a-z0-9_]", "_", db.lower())[:40]
         self.writer_role = f"{self.role_prefix}_writer"
         self.migrate(conn)
+        # Never prepare: a prepared search soon gets a generic plan that cannot see its seq bounds or values,
+        # and at 1M events a rare word then takes 60-240 ms instead of 3 (bench/query.py).
         self._pool: ConnectionPool[Any] = pool_cls(
-            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False}
+            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False, "prepare_threshold": None}
         )
         self._start_writer(conn)
 
@@ -461,14 +464,8 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
                 snapshot = _scalar(conn.execute(f"SELECT coalesce(max(seq), -1) FROM {s}.events"))
             if snapshot < 0:
                 return Page([], None, snapshot)
-            lo, hi = 0, snapshot
-            newest = query.order == "newest"
-            if query.after is not None:
-                if newest:
-                    hi = min(hi, query.after[1] - 1)
-                else:
-                    lo = max(lo, query.after[1] + 1)
-            if (query.since_us is not None or query.until_us is not None) and lo <= hi:
+            lo, hi = window(query, snapshot, 0)
+            if lo <= hi and (query.since_us is not None or query.until_us is not None):
                 lo, hi = _time_bounds(conn, s, lo, hi, query.since_us, query.until_us)
             if lo > hi:
                 return Page([], None, snapshot)
@@ -503,47 +500,30 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _search_sql(s: str, q: SearchQuery, lo: int, hi: int) -> tuple[str, list[Any]]:
-    where = ["e.seq BETWEEN %s AND %s"]
-    params: list[Any] = [lo, hi]
-    source, order_col = f"{s}.events e", "e.seq"
-    if q.target_type is not None and q.target_id is not None:
-        source, order_col = f"{s}.event_targets t JOIN {s}.events e ON e.seq = t.seq", "t.seq"
-        where += ["t.target_id = %s", "t.type = %s", "t.seq BETWEEN %s AND %s"]
-        params += [q.target_id, q.target_type, lo, hi]
-    elif q.target_type is not None or q.target_id is not None:
-        column, value = ("type", q.target_type) if q.target_id is None else ("target_id", q.target_id)
-        where.append(
-            f"e.seq IN (SELECT seq FROM {s}.event_targets WHERE {column} = %s AND seq BETWEEN %s AND %s)"
-        )
-        params += [value, lo, hi]
-    for column, value in (("actor_id", q.actor_id), ("outcome", q.outcome), ("category", q.category)):
-        if value is not None:
-            where.append(f"e.{column} = %s")
-            params.append(value)
-    if q.action is not None:
-        if q.action.endswith(".*"):
-            prefix = q.action[:-1]
-            where.append("e.action >= %s AND e.action < %s")
-            params += [prefix, prefix[:-1] + "/"]
-        else:
-            where.append("e.action = %s")
-            params.append(q.action)
-    if q.since_us is not None:
-        where.append("e.occurred_us >= %s")
-        params.append(q.since_us)
-    if q.until_us is not None:
-        where.append("e.occurred_us < %s")
-        params.append(q.until_us)
-    if q.text:
-        where.append("to_tsvector('simple', e.search) @@ to_tsquery('simple', %s)")
-        params.append(ts_query(q.text))
-    sql = (
-        f"SELECT e.seq, e.leaf_hash, e.body FROM {source} WHERE {' AND '.join(where)} "
-        f"ORDER BY {order_col} {'DESC' if q.order == 'newest' else 'ASC'} LIMIT %s"
+FTS_DOCUMENT = "to_tsvector('simple', regexp_replace(e.search, '[^[:alnum:]]+', ' ', 'g'))"
+"""Words are runs of letters and digits, as in the SQLite store: without the regexp_replace PostgreSQL's parser
+keeps e-mail addresses and file names whole, and "becker" would not find "zoe.becker@acme.example"."""
+
+
+def _ts_clause(words: str, lo: int, hi: int, alone: bool) -> tuple[str | None, str | None, str, list[Any]]:
+    return None, None, f"{FTS_DOCUMENT} @@ to_tsquery('simple', %s)", [ts_query(words)]
+
+
+def dialect(s: str) -> Dialect:
+    return Dialect(
+        mark="%s",
+        key="seq",
+        events=f"{s}.events",
+        targets=f"{s}.event_targets",
+        occurred="occurred_us",
+        tenant=(),
+        text=_ts_clause,
     )
-    params.append(q.limit + 1)
-    return sql, params
+
+
+def _search_sql(s: str, q: SearchQuery, lo: int, hi: int) -> tuple[str, list[Any]]:
+    """The SQL of one search page over tenant schema ``s`` (the benchmark prints its plan)."""
+    return search_sql(dialect(s), q, lo, hi, [])
 
 
 def ts_query(text: str) -> str:
@@ -558,33 +538,12 @@ def _time_bounds(
     conn: psycopg.Connection[Any], s: str, lo: int, hi: int, since: int | None, until: int | None
 ) -> tuple[int, int]:
     """Narrow [lo, hi] to the blocks that can hold events with since <= occurred_us < until (see event_blocks)."""
+    d = dialect(s)
     since = -(2**62) if since is None else since
     until = 2**62 if until is None else until
-    bmin, bmax, complete = _row(
-        conn.execute(
-            f"SELECT min(block) FILTER (WHERE max_occurred >= %(s)s AND min_occurred < %(u)s), "
-            f"max(block) FILTER (WHERE max_occurred >= %(s)s AND min_occurred < %(u)s), max(block) "
-            f"FROM {s}.event_blocks",
-            {"s": since, "u": until},
-        )
-    )
-    tail = 0 if complete is None else (complete + 1) << TILE_HEIGHT
-    tail_hit = (
-        conn.execute(
-            f"SELECT 1 FROM {s}.events WHERE seq >= %s AND seq <= %s AND occurred_us >= %s AND occurred_us < %s "
-            "LIMIT 1",
-            (max(tail, lo), hi, since, until),
-        ).fetchone()
-        is not None
-    )
-    new_lo = bmin << TILE_HEIGHT if bmin is not None else tail
-    if tail_hit:
-        new_hi = hi
-    elif bmax is not None:
-        new_hi = ((bmax + 1) << TILE_HEIGHT) - 1
-    else:
-        return 1, 0
-    return max(lo, new_lo), min(hi, new_hi)
+    blocks = _row(conn.execute(time_bounds_sql(d, f"{s}.event_blocks"), (since, until, since, until)))
+    tail_hit = conn.execute(tail_sql(d), (max(tail_start(0, blocks), lo), hi, since, until)).fetchone()
+    return narrow(lo, hi, 0, blocks, tail_hit is not None)
 
 
 def _fetcher(conn: psycopg.Connection[Any], tenant_id: int) -> Callable[[int, int, int], list[bytes]]:

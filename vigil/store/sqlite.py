@@ -31,6 +31,7 @@ from vigil.store.base import (
     SubtreeReader,
     Tenant,
 )
+from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
 from vigil.store.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
@@ -374,32 +375,17 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
     def _time_bounds(
         conn: sqlite3.Connection, tenant_id: int, lo: int, hi: int, since: int | None, until: int | None
     ) -> tuple[int, int]:
-        """Narrow the rid range [lo, hi] to the blocks that can hold events with since <= occurred_at < until."""
+        """Narrow [lo, hi] to the blocks that can hold events with since <= occurred_at < until."""
         base = tenant_id << SEQ_BITS
         since = -(2**62) if since is None else since
         until = 2**62 if until is None else until
-        bmin, bmax, complete = conn.execute(
-            "SELECT min(block) FILTER (WHERE max_occurred >= ?1 AND min_occurred < ?2), "
-            "max(block) FILTER (WHERE max_occurred >= ?1 AND min_occurred < ?2), max(block) "
-            "FROM event_blocks WHERE tenant_id = ?3",
-            (since, until, tenant_id),
+        blocks = conn.execute(
+            time_bounds_sql(DIALECT, "event_blocks"), (since, until, since, until, tenant_id)
         ).fetchone()
-        tail = base | (0 if complete is None else (complete + 1) << TILE_HEIGHT)
-        tail_hit = (
-            conn.execute(
-                "SELECT 1 FROM events WHERE rid >= ? AND rid <= ? AND +occurred_at >= ? AND +occurred_at < ? LIMIT 1",
-                (max(tail, lo), hi, since, until),
-            ).fetchone()
-            is not None
-        )
-        new_lo = base | bmin << TILE_HEIGHT if bmin is not None else tail
-        if tail_hit:
-            new_hi = hi
-        elif bmax is not None:
-            new_hi = (base | (bmax + 1) << TILE_HEIGHT) - 1
-        else:
-            return 1, 0  # nothing can match
-        return max(lo, new_lo), min(hi, new_hi)
+        tail_hit = conn.execute(
+            tail_sql(DIALECT), (max(tail_start(base, blocks), lo), hi, since, until)
+        ).fetchone()
+        return narrow(lo, hi, base, blocks, tail_hit is not None)
 
     def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
         return [
@@ -446,83 +432,16 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
 
     def search(self, tenant_id: int, query: SearchQuery) -> Page:
         conn = self._reader()
-        snapshot = query.snapshot
-        if snapshot is None:
-            snapshot = self._size(conn, tenant_id) - 1
-        base = tenant_id << SEQ_BITS
-        lo, hi = base, base | max(snapshot, 0)
+        snapshot = self._size(conn, tenant_id) - 1 if query.snapshot is None else query.snapshot
         if snapshot < 0:
             return Page([], None, snapshot)
-        newest = query.order == "newest"
-        if query.after is not None:
-            if newest:
-                hi = min(hi, base | query.after[1]) - 1
-            else:
-                lo = max(lo, (base | query.after[1]) + 1)
+        base = tenant_id << SEQ_BITS
+        lo, hi = window(query, snapshot, base)
+        if lo <= hi and (query.since_us is not None or query.until_us is not None):
+            lo, hi = self._time_bounds(conn, tenant_id, lo, hi, query.since_us, query.until_us)
         if lo > hi:
             return Page([], None, snapshot)
-        if query.since_us is not None or query.until_us is not None:
-            lo, hi = self._time_bounds(conn, tenant_id, lo, hi, query.since_us, query.until_us)
-            if lo > hi:
-                return Page([], None, snapshot)
-        where = ["e.tenant_id = ?", "e.rid BETWEEN ? AND ?"]
-        params: list[int | str] = [tenant_id, lo, hi]
-        source, order_col = "events e", "e.rid"
-        if query.target_type is not None and query.target_id is not None:
-            # (tenant, target id, type, rid) is the key: rows come in rid order, one per event
-            source, order_col = "event_targets t JOIN events e ON e.rid = t.rid", "t.rid"
-            where += ["t.tenant_id = ?", "t.target_id = ?", "t.type = ?", "t.rid BETWEEN ? AND ?"]
-            params += [tenant_id, query.target_id, query.target_type, lo, hi]
-        elif query.target_type is not None or query.target_id is not None:
-            column, value = (
-                ("type", query.target_type) if query.target_id is None else ("target_id", query.target_id)
-            )
-            where.append(
-                f"e.rid IN (SELECT rid FROM event_targets WHERE tenant_id = ? AND {column} = ? "
-                "AND rid BETWEEN ? AND ?)"
-            )
-            params += [tenant_id, value or "", lo, hi]
-        if query.actor_id is not None:
-            where.append("e.actor_id = ?")
-            params.append(query.actor_id)
-        if query.action is not None:
-            if query.action.endswith(".*"):
-                prefix = query.action[:-1]
-                where.append("e.action >= ? AND e.action < ?")
-                params += [prefix, prefix[:-1] + "/"]  # "/" sorts right after "."
-            else:
-                where.append("e.action = ?")
-                params.append(query.action)
-        if query.outcome is not None:
-            where.append("e.outcome = ?")
-            params.append(query.outcome)
-        if query.category is not None:
-            where.append("e.category = ?")
-            params.append(query.category)
-        if query.since_us is not None:
-            where.append("e.occurred_at >= ?")
-            params.append(query.since_us)
-        if query.until_us is not None:
-            where.append("e.occurred_at < ?")
-            params.append(query.until_us)
-        if query.text:
-            match = fts_query(query.text)
-            if source == "events e" and len(where) <= 4:
-                # The words are the only selective filter: walk the full-text index newest first and stop at
-                # the limit, instead of collecting every match before sorting.
-                source, order_col = "events_fts f JOIN events e ON e.rid = f.rowid", "f.rowid"
-                where += ["events_fts MATCH ?", "f.rowid BETWEEN ? AND ?"]
-            else:
-                where.append(
-                    "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ? "
-                    "AND rowid BETWEEN ? AND ?)"
-                )
-            params += [match, lo, hi]
-        sql = (
-            f"SELECT e.rid, e.leaf_hash, e.body FROM {source} WHERE {' AND '.join(where)} "
-            f"ORDER BY {order_col} {'DESC' if newest else 'ASC'} LIMIT ?"
-        )
-        params.append(query.limit + 1)
+        sql, params = search_sql(DIALECT, query, lo, hi, [tenant_id])
         try:
             rows = conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -553,6 +472,36 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
         with contextlib.suppress(sqlite3.Error):  # statistics are a nicety; closing must not fail on them
             self._wconn.execute("PRAGMA optimize")
         self._wconn.close()
+
+
+def _fts_clause(words: str, lo: int, hi: int, alone: bool) -> tuple[str | None, str | None, str, list[Any]]:
+    match = fts_query(words)
+    if alone:
+        # the words are the only selective filter: walk the full-text index in log order and stop at the limit,
+        # instead of collecting every match before sorting
+        return (
+            "events_fts f JOIN events e ON e.rid = f.rowid",
+            "f.rowid",
+            "events_fts MATCH ? AND f.rowid BETWEEN ? AND ?",
+            [match, lo, hi],
+        )
+    return (
+        None,
+        None,
+        "e.rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid BETWEEN ? AND ?)",
+        [match, lo, hi],
+    )
+
+
+DIALECT = Dialect(
+    mark="?",
+    key="rid",
+    events="events",
+    targets="event_targets",
+    occurred="occurred_at",
+    tenant=("tenant_id = ?",),
+    text=_fts_clause,
+)
 
 
 def fts_query(text: str) -> str:
