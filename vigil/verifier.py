@@ -512,6 +512,13 @@ def root_from_range(
     return root
 
 
+def _text(files: dict[str, bytes], name: str) -> str:
+    try:
+        return files[name].decode("utf-8")
+    except UnicodeDecodeError:
+        raise VerificationError(f"{name} in the bundle is not UTF-8 text") from None
+
+
 def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
     """Verify an export bundle (a path or the zip's bytes) with no server and no database.
 
@@ -543,8 +550,8 @@ def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
         raise VerificationError(f"bundle manifest is malformed: {exc}") from None
     if fmt != BUNDLE_FORMAT:
         raise VerificationError("unknown bundle format", expected=BUNDLE_FORMAT, found=fmt)
-    key = vkey if vkey is not None else files["vkey.txt"].decode().strip()
-    cp = verify_checkpoint(files["checkpoint.txt"].decode(), key, origin=origin)
+    key = vkey if vkey is not None else _text(files, "vkey.txt").strip()
+    cp = verify_checkpoint(_text(files, "checkpoint.txt"), key, origin=origin)
     if cp.size != size:
         raise VerificationError("checkpoint size differs from the manifest", expected=size, found=cp.size)
     lines = files["events.ndjson"].split(b"\n")
@@ -556,9 +563,14 @@ def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
         )
     for i, line in enumerate(lines):
         try:
-            named = json.loads(line).get("tenant")
+            event = json.loads(line)
         except ValueError:
             raise VerificationError(f"event at seq {first + i} is not JSON") from None
+        if not isinstance(event, dict):
+            raise VerificationError(
+                f"event at seq {first + i} is not a JSON object", found=type(event).__name__
+            )
+        named = event.get("tenant")
         if named != tenant:
             raise VerificationError(
                 f"event at seq {first + i} belongs to another tenant", expected=tenant, found=named
@@ -570,7 +582,7 @@ def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
             expected=cp.root,
             found=root,
         )
-    first_cp = verify_checkpoint(files["first-checkpoint.txt"].decode(), key, origin=origin)
+    first_cp = verify_checkpoint(_text(files, "first-checkpoint.txt"), key, origin=origin)
     if first_cp.size > size:
         raise VerificationError(
             "first checkpoint is larger than the bundle's", expected=f"<= {size}", found=first_cp.size

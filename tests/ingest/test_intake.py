@@ -86,3 +86,15 @@ def test_prepared_and_rejected_are_distinct() -> None:
     assert isinstance(good[0], Prepared) and good[0].index == 0
     assert isinstance(bad[0], Rejected) and bad[0].index == 1
     assert bad[0].errors == [{"field": "", "message": "expected an object, got number"}]
+
+
+def test_times_that_leave_the_calendar_in_utc_are_rejected() -> None:
+    """0001-01-01 at +01:00 is before year 1 in UTC: a clear rejection, never a server error."""
+    body = msgspec.json.encode(
+        [
+            {"action": "a.b", "actor": {"id": "u"}, "occurred_at": "0001-01-01T00:00:00+01:00"},
+            {"action": "a.b", "actor": {"id": "u"}, "occurred_at": "9999-12-31T23:59:59-01:00"},
+        ]
+    )
+    good, bad = prepare_batch(body, "application/json", "acme", 0)
+    assert not good and [b.errors[0]["field"] for b in bad] == ["occurred_at", "occurred_at"]

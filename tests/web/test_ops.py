@@ -7,7 +7,7 @@ from typing import Any
 from litestar.testing import TestClient
 
 from vigil.settings import Settings
-from vigil.store.sqlite import SQLiteStore
+from vigil.store import open_store
 from vigil.web import create_app
 
 
@@ -19,7 +19,7 @@ def test_healthz_and_readyz(client: TestClient[Any]) -> None:
 
 def test_readyz_is_503_when_the_store_is_gone(settings: Settings) -> None:
     """A closed store makes the instance not ready, in the one error shape."""
-    store = SQLiteStore(settings.database, settings)
+    store = open_store(settings.database, settings)
     with TestClient(app=create_app(settings, store)) as c:
         store.close()
         r = c.get("/readyz")

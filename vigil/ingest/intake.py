@@ -203,7 +203,12 @@ def prepare_event(
     if ev.occurred_at is None:
         occurred_us, occurred_at = received_us, received_at
     else:
-        occurred_us, occurred_at = to_us(ev.occurred_at), dt_rfc3339(ev.occurred_at)
+        try:
+            occurred_us, occurred_at = to_us(ev.occurred_at), dt_rfc3339(ev.occurred_at)
+        except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            return Rejected(
+                i, [{"field": "occurred_at", "message": "is outside the years 1 to 9999 in UTC"}], eid
+            )
     actor = ev.actor if ev.actor.type is not None else msgspec.structs.replace(ev.actor, type="user")
     event = Event(
         id=eid,

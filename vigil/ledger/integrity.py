@@ -5,15 +5,26 @@ without a gap, rebuilds the tree and compares it with the stored tree data and w
 checkpoint, checks each checkpoint's signature, and checks the consistency proofs between consecutive
 checkpoints. It stops at the first failure with a :class:`~vigil.verifier.VerificationError` naming the tenant,
 the ``seq`` or checkpoint, what was expected and what was found.
+
+The events are read and hashed a span at a time. Spans start on 256-leaf block boundaries, so each one reduces to
+the roots of its complete blocks (plus the leaves a checkpoint needs), and large logs have their spans checked by
+worker processes in parallel; the tree above the blocks, the tree data and the checkpoints are checked here, in
+log order, so the first failure reported is the same either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
+import multiprocessing
+import operator
+import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from vigil.ledger.checkpoints import origin_of
 from vigil.ledger.merkle import CompactRange, consistency_proof, decompose
@@ -21,7 +32,14 @@ from vigil.ledger.tiles import TILE_HEIGHT, TILE_WIDTH
 from vigil.store.base import Store, Tenant
 from vigil.verifier import VerificationError, verify_checkpoint, verify_consistency
 
+log = logging.getLogger("vigil.verify")
+
 CHUNK = 16 * TILE_WIDTH
+SPAN = 1 << 16
+"""Most events one worker task checks (a multiple of TILE_WIDTH)."""
+PARALLEL_MIN = 1 << 18
+"""Logs smaller than this are checked in this process: starting workers would cost more than they save."""
+MAX_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -62,14 +80,141 @@ def _root(upper: CompactRange, block: list[bytes]) -> bytes:
     return h
 
 
+_leaf = operator.itemgetter(1)
+_body = operator.itemgetter(2)
+
+
+@dataclass
+class _Span:
+    """What checking events [lo, hi) found: complete block roots, checkpoint leaves, and the first bad event."""
+
+    lo: int
+    blocks: list[bytes] = field(default_factory=list)
+    """Roots of the complete 256-leaf blocks from ``lo``, in order (only those before a bad event)."""
+    partial: dict[int, list[bytes]] = field(default_factory=dict)
+    """For each checkpoint size not on a block boundary: the leaf hashes of its last, incomplete block."""
+    error: tuple[int, str, object, object] | None = None
+    """(seq, what, expected, found) of the first bad event."""
+
+
+def _check_span(store: Store, tenant_id: int, slug: str, lo: int, hi: int, sizes: list[int]) -> _Span:
+    """Check events [lo, hi) (``lo`` on a block boundary) on their own: no gap, leaf hashes, tenant."""
+    sha = hashlib.sha256
+    mark = b'"tenant":"' + slug.encode() + b'"'
+    tail = mark + b"}"
+    want = [c for c in sizes if lo < c <= hi and c % TILE_WIDTH]
+    span = _Span(lo)
+    expected = lo
+    while expected < hi:
+        rows = store.read_range(tenant_id, expected, min(expected + CHUNK, hi))
+        good = len(rows)
+        if not rows:  # the span ends in a gap: say where the log goes on, if it does nearby
+            ahead = store.read_range(tenant_id, expected, expected + CHUNK)
+            if ahead:
+                seq = ahead[0][0]
+                span.error = (
+                    expected,
+                    f"event is missing (the next stored event is seq {seq})",
+                    expected,
+                    seq,
+                )
+            else:
+                span.error = (expected, "event is missing", expected, "nothing")
+        elif rows[0][0] != expected or rows[-1][0] != expected + good - 1:
+            good = next(i for i, row in enumerate(rows) if row[0] != expected + i)
+            seq = rows[good][0]
+            span.error = (
+                expected + good,
+                f"event is missing (the next stored event is seq {seq})",
+                expected + good,
+                seq,
+            )
+        chunk = rows if good == len(rows) else rows[:good]
+        bodies = list(map(_body, chunk))
+        hashes = [sha(b"\x00" + body).digest() for body in bodies]
+        if hashes != list(map(_leaf, chunk)):
+            good = next(i for i, (h, row) in enumerate(zip(hashes, chunk, strict=True)) if h != row[1])
+            what = "stored leaf hash does not match the event's bytes"
+            span.error = (expected + good, what, hashes[good], chunk[good][1])
+        # Canonical JSON sorts keys and "tenant" sorts last: the mark normally ends the body, a cheap test; the
+        # full search runs only when that fails.
+        if not all(map(bytes.endswith, bodies[:good], itertools.repeat(tail))) and not all(
+            map(operator.contains, bodies[:good], itertools.repeat(mark))
+        ):
+            good = next(i for i, body in enumerate(bodies) if mark not in body)
+            span.error = (expected + good, "the event names another tenant", None, None)
+        # Chunks start on block boundaries (CHUNK is a multiple of the block size) until a gap shows up, and
+        # then nothing after the gap is used.
+        while want and want[0] <= expected + good:
+            c = want.pop(0)
+            span.partial[c] = hashes[c - c % TILE_WIDTH - expected : c - expected]
+        span.blocks.extend(
+            _block_root(hashes[i : i + TILE_WIDTH]) for i in range(0, good - good % TILE_WIDTH, TILE_WIDTH)
+        )
+        if span.error is not None:
+            return span
+        expected += good
+    return span
+
+
+_worker_store: Store | None = None
+
+
+def _open_worker(path: str) -> None:
+    global _worker_store
+    from vigil.store import open_store
+
+    _worker_store = open_store(path)
+
+
+def _span_job(job: tuple[int, str, int, int, list[int]]) -> _Span:
+    if _worker_store is None:
+        raise RuntimeError("worker store not opened")
+    return _check_span(_worker_store, *job)
+
+
+def _pool(path: str, workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes with the store open, or None when they cannot start."""
+    # spawn, not fork: this process runs threads (the store's writer), which a forked child must not inherit
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_open_worker, initargs=(path,)
+    )
+    try:
+        pool.submit(int).result()
+    except BrokenProcessPool as exc:
+        # e.g. the caller is a script without an ``if __name__ == "__main__":`` guard, which spawn re-runs
+        log.warning("verify workers could not start (%s); verifying in this process", exc)
+        pool.shutdown(cancel_futures=True)
+        return None
+    return pool
+
+
+def _cpus() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def verify_tenant(
-    store: Store, tenant: Tenant, vkey: str, progress: Callable[[int], None] | None = None
+    store: Store,
+    tenant: Tenant,
+    vkey: str,
+    progress: Callable[[int], None] | None = None,
+    *,
+    workers: int | None = None,
 ) -> TenantReport:
-    """Verify one tenant's log end to end; raise VerificationError at the first failure."""
+    """Verify one tenant's log end to end; raise VerificationError at the first failure.
+
+    ``workers`` processes check the events in parallel when the store can be opened by its path (SQLite); the
+    default is one per CPU (at most 8) for logs of at least PARALLEL_MIN events, else 1 (all in this process).
+    Workers are spawned, so a script calling this needs the usual ``if __name__ == "__main__":`` guard; without
+    one the workers cannot start and the log is checked in this process.
+    """
     started = time.perf_counter()
     slug, tid = tenant.slug, tenant.id
-    size = store.tree_size(tid)
+    # Checkpoints first, then the size: the log may grow while we read (a live server), and a checkpoint read
+    # before the size can then never look larger than the log unless events were removed.
     cps = store.checkpoints(tid)
+    size = store.tree_size(tid)
     origin = origin_of(slug)
     roots: dict[int, bytes] = {}
     for cp in cps:
@@ -90,73 +235,87 @@ def verify_tenant(
             raise _fail(
                 slug,
                 where,
-                f"the log holds only {size} events: events after seq {size - 1} were removed",
+                f"the log holds only {size} events: seqs {size}..{cp.size - 1} were removed",
                 cp.size,
                 size,
             )
         roots[cp.size] = signed.root
     nodes = {(level, idx): h for level, idx, h in store.tree_nodes(tid)}
-    tenant_mark = b'"tenant":"' + slug.encode() + b'"'
-    sha = hashlib.sha256
+    sizes = sorted(roots)
+    path = getattr(store, "path", None)  # workers open the store by its path: only SQLite has one
+    if workers is None:
+        workers = min(_cpus(), MAX_WORKERS) if size >= PARALLEL_MIN else 1
+    step = max(TILE_WIDTH, min(SPAN, -(-size // (workers * 4 * TILE_WIDTH)) * TILE_WIDTH))
+    jobs = [(tid, slug, lo, min(lo + step, size), sizes) for lo in range(0, size, step)]
     upper = CompactRange()  # the tree over complete 256-leaf blocks: its "leaves" are level-8 roots
-    block: list[bytes] = []
-    expected = 0
-    pending = sorted(roots)
-    next_cp = pending.pop(0) if pending else None
-    while expected < size:
-        rows = store.read_range(tid, expected, min(expected + CHUNK, size))
-        if not rows:
-            raise _fail(slug, f"seq {expected}", "event is missing", expected, "nothing")
-        for seq, leaf, body in rows:
-            if seq != expected:
+
+    def check_block(root: bytes) -> None:
+        for up, idx, h in upper.append(root):
+            if up % TILE_HEIGHT:
+                continue  # only every eighth level is stored
+            level = up + TILE_HEIGHT
+            stored = nodes.pop((level, idx), None)
+            if stored != h:
+                lo = idx << level
                 raise _fail(
                     slug,
-                    f"seq {expected}",
-                    f"event is missing (the next stored event is seq {seq})",
-                    expected,
-                    seq,
+                    f"tree data for seqs {lo}..{lo + (1 << level) - 1}",
+                    "stored subtree hash does not match the events",
+                    h,
+                    stored,
                 )
-            computed = sha(b"\x00" + body).digest()
-            if computed != leaf:
-                raise _fail(
-                    slug, f"seq {seq}", "stored leaf hash does not match the event's bytes", computed, leaf
-                )
-            if tenant_mark not in body:
-                raise _fail(slug, f"seq {seq}", "the event names another tenant")
-            block.append(computed)
-            expected += 1
-            if len(block) == TILE_WIDTH:
-                for up, idx, h in upper.append(_block_root(block)):
-                    if up % TILE_HEIGHT:
-                        continue  # only every eighth level is stored
-                    level = up + TILE_HEIGHT
-                    stored = nodes.pop((level, idx), None)
-                    if stored != h:
-                        lo = idx << level
-                        raise _fail(
-                            slug,
-                            f"tree data for seqs {lo}..{lo + (1 << level) - 1}",
-                            "stored subtree hash does not match the events",
-                            h,
-                            stored,
-                        )
-                block = []
-            while next_cp is not None and expected == next_cp:
-                root = _root(upper, block)
-                if root != roots[next_cp]:
-                    prior = max((s for s in roots if s < next_cp), default=0)
-                    raise _fail(
-                        slug,
-                        f"checkpoint at size {next_cp}",
-                        f"root recomputed from the events differs: events in seqs {prior}..{next_cp - 1} "
-                        "were changed, reordered or replaced",
-                        roots[next_cp],
-                        root,
-                    )
-                next_cp = pending.pop(0) if pending else None
-        if progress is not None:
-            progress(len(rows))
+
+    def check_checkpoint(cp_size: int, partial: list[bytes]) -> None:
+        root = _root(upper, partial)
+        if root != roots[cp_size]:
+            prior = max((s for s in roots if s < cp_size), default=0)
+            raise _fail(
+                slug,
+                f"checkpoint at size {cp_size}",
+                f"root recomputed from the events differs: events in seqs {prior}..{cp_size - 1} "
+                "were changed, reordered or replaced",
+                roots[cp_size],
+                root,
+            )
+
+    def merge(spans: Iterable[_Span]) -> None:
+        """Check the spans' blocks and the checkpoints in log order, then the first bad event, if any."""
+        pending = list(sizes)
+        for span, (_, _, lo, hi, _) in zip(spans, jobs, strict=False):
+            end = hi if span.error is None else span.error[0]
+            block_ends = [lo + (i + 1) * TILE_WIDTH for i in range(len(span.blocks))]
+            for block_end, root in zip(block_ends, span.blocks, strict=True):
+                while pending and pending[0] < block_end:
+                    c = pending.pop(0)
+                    check_checkpoint(c, span.partial.get(c, []))  # none on a block boundary
+                check_block(root)
+            while pending and pending[0] <= end:
+                c = pending.pop(0)
+                check_checkpoint(c, span.partial.get(c, []))
+            if span.error is not None:
+                seq, what, exp, found = span.error
+                raise _fail(slug, f"seq {seq}", what, exp, found)
+            if progress is not None:
+                progress(hi - lo)
+
+    pool = (
+        _pool(path, min(workers, len(jobs)))
+        if isinstance(path, str) and workers > 1 and len(jobs) > 1
+        else None
+    )
+    if pool is not None:
+        try:
+            merge(pool.map(_span_job, jobs))
+        finally:
+            pool.shutdown(cancel_futures=True)
+    else:
+        merge(_check_span(store, *job) for job in jobs)
     leftover = sorted(k for k in nodes if k[0] % TILE_HEIGHT == 0)
+    if leftover:
+        # Tree data read after the size may cover events appended since; only data the log never reached is
+        # evidence of removed events.
+        now = store.tree_size(tid)
+        leftover = [(lv, i) for lv, i in leftover if not size < (i + 1) << lv <= now]
     if leftover:
         level, idx = leftover[0]
         raise _fail(

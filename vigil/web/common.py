@@ -44,10 +44,6 @@ def json_response(data: bytes, status: int = 200, headers: dict[str, str] | None
     return Response(content=data, status_code=status, media_type="application/json", headers=headers)
 
 
-def text_response(text: str, status: int = 200) -> Response[str]:
-    return Response(content=text, status_code=status, media_type="text/plain; charset=utf-8")
-
-
 def with_options(handlers: list[Any]) -> list[Any]:
     """The handlers, preceded by an OPTIONS handler for every path that several handlers share.
 

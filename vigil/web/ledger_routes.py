@@ -13,11 +13,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
-from vigil.errors import InvalidRequest, NotFound
+from vigil.errors import InvalidRequest, NotFound, StorageError
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
-from vigil.web.common import BEARER, errors, text_response
+from vigil.web.common import BEARER, errors
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -44,6 +44,8 @@ class ConsistencyProof(msgspec.Struct):
     proof: list[str]
 
 
+MAX_SIZE = 1 << 40  # a log holds at most 2**40 events (seq is 40 bits of the row id)
+
 _NOTE = {
     200: ResponseSpec(
         data_container=str, description="A C2SP signed note (text/plain)", media_type="text/plain"
@@ -68,6 +70,7 @@ def ledger_routes(app: App) -> list[Any]:
             int | None,
             Parameter(
                 ge=1,
+                le=MAX_SIZE,
                 description="Tree size to prove against (default: the "
                 "newest checkpoint that covers the event)",
             ),
@@ -97,9 +100,10 @@ def ledger_routes(app: App) -> list[Any]:
     )
     async def consistency_route(
         request: Request[Any, Any, Any],
-        first: Annotated[int, Parameter(ge=1, description="The older tree size")],
+        first: Annotated[int, Parameter(ge=1, le=MAX_SIZE, description="The older tree size")],
         second: Annotated[
-            int | None, Parameter(ge=1, description="The newer size (default: newest checkpoint)")
+            int | None,
+            Parameter(ge=1, le=MAX_SIZE, description="The newer size (default: newest checkpoint)"),
         ] = None,
     ) -> ConsistencyProof:
         """Proof that the tree of size ``second`` extends the tree of size ``first`` (RFC 9162 §2.1.4)."""
@@ -122,7 +126,7 @@ def ledger_routes(app: App) -> list[Any]:
         cp = await asyncio.to_thread(app.store.checkpoint, key.tenant_id)
         if cp is None:
             raise NotFound("this tenant has no checkpoint yet; POST /v1/checkpoints makes one")
-        return text_response(cp.note)
+        return _text(cp.note)
 
     @get(
         "/v1/checkpoints",
@@ -133,14 +137,14 @@ def ledger_routes(app: App) -> list[Any]:
     )
     async def at_size(
         request: Request[Any, Any, Any],
-        size: Annotated[int, Parameter(ge=1, description="Tree size of the checkpoint")],
+        size: Annotated[int, Parameter(ge=1, le=MAX_SIZE, description="Tree size of the checkpoint")],
     ) -> Response[str]:
         """The tenant's checkpoint of exactly ``size`` leaves, as a C2SP signed note."""
         key = app.auth(request, "read", "auditor")
         cp = await asyncio.to_thread(app.store.checkpoint, key.tenant_id, size)
         if cp is None:
             raise NotFound(f"no checkpoint of size {size}")
-        return text_response(cp.note)
+        return _text(cp.note)
 
     @post(
         "/v1/checkpoints",
@@ -148,7 +152,7 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["checkpoints"],
         security=BEARER,
         status_code=201,
-        responses={**errors(401, 403, 409), 201: _NOTE[200]},
+        responses={**errors(400, 401, 403), 201: _NOTE[200]},
     )
     async def create(request: Request[Any, Any, Any]) -> Response[str]:
         """Sign and store a checkpoint of the tenant's log as it is now (admin)."""
@@ -157,12 +161,12 @@ def ledger_routes(app: App) -> list[Any]:
         cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
         if cp is None:
             raise InvalidRequest("the log is empty: nothing to checkpoint")
-        return Response(cp.note, status_code=201, media_type="text/plain; charset=utf-8")
+        return _text(cp.note, 201)
 
     @get("/v1/checkpoints/key", summary="Verifier key", tags=["checkpoints"], responses=_NOTE)
     async def verifier_key() -> Response[str]:
         """The signed-note verifier key (``name+hash+base64``) that checks every checkpoint."""
-        return text_response(app.signer.vkey + "\n")
+        return _text(app.signer.vkey + "\n")
 
     @get(
         "/v1/export",
@@ -182,9 +186,9 @@ def ledger_routes(app: App) -> list[Any]:
             Literal["bundle", "ndjson"],
             Parameter(description="bundle: a zip with events, signed checkpoint, proofs and verifier key"),
         ] = "bundle",
-        from_seq: Annotated[int, Parameter(ge=0)] = 0,
+        from_seq: Annotated[int, Parameter(ge=0, le=MAX_SIZE)] = 0,
         to_seq: Annotated[
-            int | None, Parameter(ge=1, description="Seq after the last (default: log end)")
+            int | None, Parameter(ge=1, le=MAX_SIZE, description="Seq after the last (default: log end)")
         ] = None,
     ) -> Stream:
         """A slice of the tenant's log; a bundle is checkable offline with ``vigil verify-bundle``."""
@@ -211,9 +215,17 @@ def ledger_routes(app: App) -> list[Any]:
     return [event_proof, consistency_route, latest, at_size, create, verifier_key, export]
 
 
+def _text(text: str, status: int = 200) -> Response[str]:
+    # "text/plain" alone: the framework appends "; charset=utf-8" to every text/* type itself.
+    return Response(text, status_code=status, media_type="text/plain")
+
+
 def _write_ndjson(app: App, tenant_id: int, out: Any, first: int, end: int) -> None:
     for start in range(first, end, 10_000):
-        rows = app.store.read_range(tenant_id, start, min(start + 10_000, end))
+        stop = min(start + 10_000, end)
+        rows = app.store.read_range(tenant_id, start, stop)
+        if len(rows) != stop - start:  # a gap means a damaged log: never export it as if it were whole
+            raise StorageError(f"events {start}..{stop - 1} are not all in the store; run vigil verify")
         out.write(b"".join(body + b"\n" for _, _, body in rows))
 
 
