@@ -1,0 +1,1 @@
+"""A minimal Django project audited by Vigil (one settings module, no database)."""
