@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+
+from vigil.ingest.intake import Prepared, prepare_event
+from vigil.model import EventIn
 
 
 @dataclass
@@ -31,3 +38,32 @@ def event(action: str = "user.login", **extra: Any) -> dict[str, Any]:
     }
     ev.update(extra)
     return ev
+
+
+def prepared_events(n: int, tenant: str = "acme", action: str = "user.login") -> list[Prepared]:
+    """``n`` small events, validated and canonicalised as the intake does it."""
+    now = time.time_ns() // 1000
+    out = []
+    for i in range(n):
+        raw = {
+            "action": action,
+            "actor": {"id": f"u{i % 7}"},
+            "message": f"event {i}",
+            "targets": [{"type": "doc", "id": f"d{i % 3}"}],
+        }
+        p = prepare_event(msgspec.convert(raw, EventIn), tenant, now)
+        assert isinstance(p, Prepared)
+        out.append(p)
+    return out
+
+
+def mth(leaves: list[bytes]) -> bytes:
+    """RFC 9162 MTH over leaf hashes, straight from the definition."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()

@@ -6,49 +6,17 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-import time
 
 import msgspec
 import pytest
+from support import mth as _mth
+from support import prepared_events as _prepared
 
 from vigil.errors import Conflict, InvalidRequest, StorageError
-from vigil.ingest.intake import Prepared, prepare_event
 from vigil.ledger.merkle import CompactRange, inclusion_proof, root_at
-from vigil.model import EventIn
 from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.verifier import verify_inclusion
-
-
-def _prepared(n: int, tenant: str = "acme", action: str = "user.login") -> list[Prepared]:
-    now = time.time_ns() // 1000
-    out = []
-    for i in range(n):
-        ev = msgspec.convert(
-            {
-                "action": action,
-                "actor": {"id": f"u{i % 7}"},
-                "message": f"event {i}",
-                "targets": [{"type": "doc", "id": f"d{i % 3}"}],
-            },
-            EventIn,
-        )
-        p = prepare_event(ev, tenant, now)
-        assert isinstance(p, Prepared)
-        out.append(p)
-    return out
-
-
-def _mth(leaves: list[bytes]) -> bytes:
-    """RFC 9162 MTH over leaf hashes, straight from the definition."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
 
 
 def test_seqs_are_contiguous_per_tenant(store: Store) -> None:
