@@ -88,7 +88,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "File holding the Ed25519 key that signs checkpoints; created (mode 0600) on first start. Empty: next "
-        "to the database, as <database>.signing-key. It never leaves the server; only the verifier key is served.",
+        "to the SQLite file, as <database>.signing-key (required with a PostgreSQL URL). It never leaves the "
+        "server; only the verifier key is served.",
     ),
     Setting(
         "key_name",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -65,10 +64,3 @@ def fill(store: SQLiteStore, signer: Signer) -> Callable[..., Tenant]:
         return tenant
 
     return fill_tenant
-
-
-@pytest.fixture
-def database(db_path: Path) -> str:
-    """The ledger tests act on the SQLite file directly (tampering with it as an attacker would), so they run on
-    SQLite; the PostgreSQL store's tree, proofs and verify run in tests/store and tests/web."""
-    return str(db_path)

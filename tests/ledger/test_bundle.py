@@ -17,6 +17,7 @@ from vigil.cli import main
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import Signer
 from vigil.settings import Settings
+from vigil.store import Store
 from vigil.store.base import Tenant
 from vigil.store.sqlite import SQLiteStore
 from vigil.verifier import VerificationError, verify_bundle
@@ -209,14 +210,15 @@ def test_a_bundle_that_is_not_one_is_rejected() -> None:
 
 
 def test_cli_export_and_verify_bundle_round_trip(
-    store: SQLiteStore, signer: Signer, acme: Tenant, settings: Settings, tmp_path: Path
+    store: Store, signer: Signer, acme: Tenant, settings: Settings, tmp_path: Path
 ) -> None:
     """vigil export writes a bundle that vigil verify-bundle accepts (exit 0); a tampered copy fails (exit 1)."""
     store.close()
     runner = CliRunner()
     out = tmp_path / "acme.zip"
     export = ["export", "--tenant", "acme", "--format", "bundle", "--from-seq", "120", "--to-seq", "480"]
-    result = runner.invoke(main, [*export, "-o", str(out), "--database", settings.database])
+    keyfile = ["--signing-key", settings.signing_key] if settings.signing_key else []
+    result = runner.invoke(main, [*export, "-o", str(out), "--database", settings.database, *keyfile])
     assert result.exit_code == 0, result.output
     assert "wrote bundle of acme seqs 120..479" in result.output
     result = runner.invoke(main, ["verify-bundle", str(out), "--vkey", signer.vkey])
@@ -241,7 +243,7 @@ def test_cli_export_and_verify_bundle_round_trip(
 
     whole = tmp_path / "whole.zip"
     result = runner.invoke(
-        main, ["export", "--tenant", "acme", "-o", str(whole), "--database", settings.database]
+        main, ["export", "--tenant", "acme", "-o", str(whole), "--database", settings.database, *keyfile]
     )
     assert result.exit_code == 0, result.output
     assert runner.invoke(main, ["verify-bundle", str(whole), "--vkey", signer.vkey]).exit_code == 0

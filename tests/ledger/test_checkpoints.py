@@ -167,3 +167,9 @@ def test_cli_checkpoint_prints_the_note(store: SQLiteStore, signer: Signer, fill
     assert result.exit_code == 0, result.output
     out: dict[str, Any] = json.loads(result.stdout)
     assert out["size"] == 12 and verify_checkpoint(out["note"], signer.vkey).root.hex() == out["root"]
+
+
+@pytest.fixture
+def database(db_path: Path) -> str:
+    """The key file lives next to the SQLite file by default; these tests are about that file."""
+    return str(db_path)

@@ -506,3 +506,9 @@ def test_worker_processes_report_what_one_process_reports(filled: Filled, attack
         store.close()
     assert outcomes[0] == outcomes[1]
     assert expected in outcomes[0]
+
+
+@pytest.fixture
+def database(db_path: Path) -> str:
+    """These attacks edit the SQLite file directly, so they run on SQLite."""
+    return str(db_path)

@@ -191,3 +191,13 @@ def test_vigil_verify_passes_on_a_demo_database(url: str, tmp_path: object) -> N
     report = json.loads(result.stdout)
     assert report["ok"] and {t["tenant"] for t in report["tenants"]} >= {"acme", "globex", "initech"}
     assert sum(t["events"] for t in report["tenants"]) >= 3000
+
+
+def test_serving_postgres_without_a_signing_key_path_fails_closed(url: str) -> None:
+    """A database URL has no place to put the key next to: the setting is required, clearly."""
+    from vigil.errors import ConfigError
+    from vigil.ledger.checkpoints import load_signer
+    from vigil.settings import Settings
+
+    with pytest.raises(ConfigError, match="--signing-key"):
+        load_signer(Settings.load({"database": url}, environ={}))

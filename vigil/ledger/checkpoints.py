@@ -12,7 +12,6 @@ import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -81,14 +80,16 @@ class Signer:
 
 
 def key_path(settings: Settings) -> Path:
-    """Where the signing key lives: the setting; else next to the SQLite file, or, for a database URL,
-    ``<database name>.signing-key`` in the working directory."""
+    """Where the signing key lives: the setting; else next to the SQLite file. A database URL has no "next to":
+    there the setting is required (fail closed rather than scatter keys in working directories)."""
     if settings.signing_key:
         return Path(settings.signing_key).expanduser()
     db = str(settings.database)
     if "://" in db and not db.startswith("sqlite:///"):
-        name = urlsplit(db).path.strip("/") or "vigil"
-        return Path(f"{name}.signing-key")
+        raise ConfigError(
+            "with a database URL, say where the checkpoint signing key lives: --signing-key PATH "
+            "(or VIGIL_SIGNING_KEY); it is created there, mode 0600, on first start"
+        )
     db = db.removeprefix("sqlite:///")
     return Path(db).expanduser().with_name(Path(db).name + ".signing-key")
 
