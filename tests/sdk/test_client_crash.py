@@ -84,7 +84,11 @@ def test_events_flushed_before_a_sigkill_all_arrive_once(tmp_path: Path) -> None
             def delivered() -> bool:
                 return client.stats.queued == 0 and not list(spool.glob("*.spool"))
 
-            wait_for(delivered, 120, "the spool's replay")
+            try:
+                wait_for(delivered, 120, "the spool's replay")
+            except AssertionError as exc:  # say where it stood: counters and what is left on disk
+                left = {p.name: p.stat().st_size for p in spool.iterdir()}
+                raise AssertionError(f"{exc}; stats {client.stats}; spool {left}") from None
             stats = client.stats
         finally:
             assert client.close(30)

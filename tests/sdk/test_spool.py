@@ -171,3 +171,20 @@ def _fetch(tenant: Tenant, ids: list[str]) -> list[dict[str, object]]:
         ).json()
         out.append({k: v for k, v in ev.items() if k not in ("seq", "leaf_hash", "tenant", "received_at")})
     return out
+
+
+def test_a_replayed_segment_is_deleted_once_its_records_are_settled(tmp_path: Path) -> None:
+    """A dead client's segment goes away when its last record is settled, even when the last read took exactly
+    the records left (so no further read ever looks at the segment again)."""
+    first = Spool(tmp_path)
+    first.append([b'{"n": %d}' % i for i in range(100)], sync=True)
+    first.close()
+    second = Spool(tmp_path)
+    try:
+        records = second.read(100, 10_000_000)
+        assert len(records) == 100
+        assert not second.backlog()
+        second.settle(n for n, _ in records)
+        assert not list(tmp_path.glob("*.spool"))
+    finally:
+        second.close()

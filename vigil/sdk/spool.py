@@ -246,6 +246,10 @@ class Spool:
                 self._buffer.append((seg.number, data))
                 seg.outstanding += 1
             seg.read_at += end + 1
+            if seg.read_at >= seg.size and not seg.active:
+                # fully read: leave the reading order now, so the segment is deleted when its last record is
+                # settled (otherwise it waited for another read that no backlog would ever trigger)
+                self._order.popleft()
             if self._buffer:
                 return True
         return False
