@@ -24,9 +24,8 @@ def admin_connection():  # type: ignore[no-untyped-def]
     except Exception as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI and is not reachable at {ADMIN_URL}: {exc}")
-        pytest.skip(
-            f"no PostgreSQL at {ADMIN_URL} (set VIGIL_TEST_POSTGRES): {exc}"
-        )  # laptops only: CI fails above
+        reason = f"no PostgreSQL at {ADMIN_URL} (set VIGIL_TEST_POSTGRES): {exc}"
+        pytest.skip(reason)  # laptops only: with CI set, the line above fails instead
 
 
 def database_url(name: str) -> str:
