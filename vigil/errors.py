@@ -4,7 +4,8 @@
 
     VigilError                      500  something Vigil itself got wrong
     ├── ConfigError                 500  a setting is missing or invalid (raised at start, never per request)
-    │   └── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
+    │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
+    │   └── RuleError                    a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
     │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
     └── ClientError                 400  the request is wrong; the body says why
@@ -49,6 +50,17 @@ class VigilError(Exception):
 
 class ConfigError(VigilError):
     code = "config_error"
+
+
+class RuleError(ConfigError):
+    """A rule that is malformed or uses something the engine cannot evaluate; it is never loaded."""
+
+    code = "rule_error"
+
+    def __init__(self, message: str, *, source: str = "", feature: str = "") -> None:
+        super().__init__(f"{source}: {message}" if source else message)
+        self.source = source
+        self.feature = feature
 
 
 class StorageError(VigilError):

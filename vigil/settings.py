@@ -48,6 +48,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database",
@@ -103,6 +112,33 @@ SETTINGS: tuple[Setting, ...] = (
         60,
         "Seconds between signed checkpoints of each log that grew; 0 turns the schedule off (POST "
         "/v1/checkpoints still makes one).",
+    ),
+    Setting(
+        "detect",
+        _bool,
+        True,
+        "Run the detection engine inside `vigil serve` (off: run `vigil detect` as its own process, or none).",
+    ),
+    Setting(
+        "rules",
+        str,
+        "",
+        "Directory of Sigma rules (YAML, product: vigil) run beside the built-in detections. A rule that cannot "
+        "be loaded stops the start with its reason.",
+    ),
+    Setting(
+        "geoip_database",
+        str,
+        "",
+        "MaxMind-format GeoIP file (GeoLite2/GeoIP2 City) for the geo detections; empty: they are disabled, "
+        "with a warning at start and in `vigil rules list`.",
+    ),
+    Setting(
+        "trusted_networks",
+        str,
+        "",
+        "Comma-separated CIDR networks (office, VPN egress) that the geo detections ignore, unless a tenant "
+        "sets its own.",
     ),
     Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
+    from vigil.store.detection import Alert, AlertQuery, NewAlert, RuleSetting
 
 SCOPES: tuple[str, ...] = ("ingest", "read", "admin", "security", "auditor")
 PLATFORM_TENANT = "vigil"
@@ -102,6 +103,9 @@ class Store(Protocol):
     async def append_async(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
         """The same, from the event loop; concurrent callers share commits."""
 
+    def on_commit(self, listener: Callable[[set[int]], None]) -> None:
+        """Have ``listener`` called with the tenant ids of every commit that appended events."""
+
     def tree_size(self, tenant_id: int) -> int: ...
     def subtree_reader(self, tenant_id: int) -> SubtreeReader: ...
     def search(self, tenant_id: int, query: SearchQuery) -> Page: ...
@@ -117,6 +121,19 @@ class Store(Protocol):
         """The checkpoint at ``size``, or the newest one."""
 
     def checkpoints(self, tenant_id: int) -> list[StoredCheckpoint]: ...
+
+    def detect_cursor(self, tenant_id: int) -> int:
+        """The next seq of the tenant's log that the detection engine has not processed."""
+
+    def commit_detection(
+        self, tenant_id: int, alerts: Sequence[NewAlert], moves: tuple[int, int] | None = None
+    ) -> list[Alert]:
+        """Store alerts (each joins an open alert with its dedup key) and move the detection cursor from
+        ``moves[0]`` to ``moves[1]``, in one transaction; Conflict if the cursor was not at ``moves[0]``."""
+
+    def list_alerts(self, query: AlertQuery) -> list[Alert]: ...
+    def rule_settings(self) -> list[RuleSetting]: ...
+    def set_rule_setting(self, setting: RuleSetting) -> None: ...
 
     def check(self) -> None:
         """Raise StorageError unless the store can take writes and answer reads."""

@@ -51,6 +51,46 @@ INSERT INTO vigil.tenants (slug, name, created_at)
     VALUES ('vigil', 'Vigil platform', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 """,
     ),
+    (
+        2,
+        "detection",
+        """
+-- Alerts, detection cursors and per-tenant rule settings live in the control schema: the security console
+-- reads alerts across tenants. These rows change (an alert gathers hits), so no append-only triggers.
+CREATE TABLE vigil.alerts (
+    id          text PRIMARY KEY,
+    tenant_id   int NOT NULL REFERENCES vigil.tenants(id),
+    rule_id     text NOT NULL,
+    title       text NOT NULL,
+    severity    text NOT NULL,
+    techniques  text NOT NULL,
+    summary     text NOT NULL,
+    grp         text NOT NULL,
+    dedup_key   text NOT NULL,
+    evidence    text NOT NULL,
+    first_us    bigint NOT NULL,
+    last_us     bigint NOT NULL,
+    hits        int NOT NULL,
+    status      text NOT NULL,
+    created_at  text NOT NULL,
+    updated_at  text NOT NULL
+);
+CREATE INDEX ON vigil.alerts (tenant_id, dedup_key, last_us);
+CREATE INDEX ON vigil.alerts (tenant_id, id);
+CREATE TABLE vigil.detect_cursors (
+    tenant_id   int PRIMARY KEY REFERENCES vigil.tenants(id),
+    next_seq    bigint NOT NULL
+);
+CREATE TABLE vigil.rule_settings (
+    tenant_id   int NOT NULL REFERENCES vigil.tenants(id),
+    rule_id     text NOT NULL,
+    enabled     boolean,
+    params      text NOT NULL DEFAULT '{}',
+    updated_at  text NOT NULL,
+    PRIMARY KEY (tenant_id, rule_id)
+);
+""",
+    ),
 ]
 
 TENANT_MIGRATIONS: list[tuple[int, str, str]] = [

@@ -38,6 +38,7 @@ from vigil.store.base import (
     SubtreeReader,
     Tenant,
 )
+from vigil.store.detection import DetectionRows, Sql
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
 from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
 from vigil.store.sqlite import TENANT_SLUG, now_text
@@ -67,8 +68,10 @@ def schema_of(tenant_id: int) -> str:
     return f"tenant_{int(tenant_id)}"
 
 
-class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
+class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows):
     """The PostgreSQL :class:`~vigil.store.base.Store`."""
+
+    _sql = Sql(prefix="vigil.", placeholder="%s")
 
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         psycopg, pool_cls = _import()
@@ -185,6 +188,9 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"]):
             raise StorageError("the store is closed")
         with self._pool.connection() as conn, conn.transaction():
             yield conn
+
+    def _detect_read(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return self._control()
 
     @contextlib.contextmanager
     def _tenant(self, tenant_id: int) -> Iterator[psycopg.Connection[Any]]:

@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,7 @@ from vigil.store.base import (
     SubtreeReader,
     Tenant,
 )
+from vigil.store.detection import DetectionRows
 from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
 from vigil.store.writer import GroupCommitWriter
 
@@ -65,7 +66,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
+class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
     """The embedded :class:`~vigil.store.base.Store`."""
 
     def __init__(self, path: str, settings: Settings | None = None) -> None:
@@ -432,6 +433,10 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection]):
                 (tenant_id,),
             )
         ]
+
+    @contextlib.contextmanager
+    def _detect_read(self) -> Iterator[sqlite3.Connection]:
+        yield self._reader()
 
     def search(self, tenant_id: int, query: SearchQuery) -> Page:
         conn = self._reader()

@@ -46,6 +46,7 @@ class GroupCommitWriter(ABC, Generic[C]):
 
     def _start_writer(self, conn: C) -> None:
         self._wconn = conn
+        self._listeners: list[Callable[[set[int]], None]] = []
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="vigil-writer", daemon=True)
         self._writer.start()
@@ -90,6 +91,14 @@ class GroupCommitWriter(ABC, Generic[C]):
         result: list[Appended] = await asyncio.wrap_future(self._submit(_Job(tenant_id, events, None)))
         return result
 
+    def on_commit(self, listener: Callable[[set[int]], None]) -> None:
+        """Call ``listener(tenant ids)`` on the writer thread after each commit that appended events.
+
+        Followers in the same process (the detection engine) wake up at once instead of polling; it must be
+        quick and must not write.
+        """
+        self._listeners.append(listener)
+
     def writer_alive(self) -> bool:
         return not self._closed and self._writer.is_alive()
 
@@ -133,6 +142,11 @@ class GroupCommitWriter(ABC, Generic[C]):
             return
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)
+        if self._listeners:
+            tenants = {job.tenant_id for job in jobs if job.events}
+            if tenants:
+                for listener in self._listeners:
+                    listener(tenants)
 
     def _run(self, conn: C, job: _Job) -> Any:
         if job.fn is not None:
