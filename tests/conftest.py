@@ -35,7 +35,8 @@ def database(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database: str, tmp_path: Path) -> Settings:
-    values = {"database": database, "sqlite_synchronous": "NORMAL"}
+    # detection has its own tests (tests/detect); elsewhere its thread would only add noise
+    values = {"database": database, "sqlite_synchronous": "NORMAL", "detect": "false"}
     if "://" in database:  # the default key place for a URL is the working directory: keep tests out of it
         values["signing_key"] = str(tmp_path / "vigil.db.signing-key")
     return Settings.load(values, environ={})

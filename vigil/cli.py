@@ -103,6 +103,13 @@ def main() -> None:
     "rate_burst",
     "sqlite_synchronous",
     "commit_max_events",
+    "signing_key",
+    "key_name",
+    "checkpoint_interval",
+    "detect",
+    "rules",
+    "geoip_database",
+    "trusted_networks",
     "log_level",
 )
 def serve(**opts: Any) -> None:
@@ -528,6 +535,11 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool) -> None:
             err=True,
         )
 
+
+# The detection commands (detect, alerts, rules) live in their own module; importing it registers them.
+from vigil import cli_detect  # noqa: E402
+
+__all__ = ["cli_detect", "main"]
 
 if __name__ == "__main__":
     main()

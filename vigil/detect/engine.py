@@ -229,7 +229,7 @@ class Engine:
                 log.warning("detection cursor of %s moved under this engine; rebuilding", tenant.slug)
                 self._tenants.pop(tenant.id, None)
                 return done
-            self.stats.alerts += sum(1 for a in stored if a.hits == 1)
+            self.stats.alerts += sum(1 for a in stored if a.new)
             done += end - cursor
             cursor = self._cursors[tenant.id] = end
         self.stats.events += done
@@ -289,7 +289,7 @@ class Engine:
                 self.stats.events += 1
             if hits:
                 stored += self.store.commit_detection(tenant.id, [alert_of(h) for h in hits])
-        self.stats.alerts += sum(1 for a in stored if a.hits == 1)
+        self.stats.alerts += sum(1 for a in stored if a.new)
         return stored
 
 

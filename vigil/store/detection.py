@@ -59,6 +59,7 @@ class Alert:
     status: str
     created_at: str
     updated_at: str
+    new: bool = False  # raised by this very commit (not stored)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _store_one(conn: Conn, q: Sql, tenant_id: int, a: NewAlert, now: str) -> Ale
         status="open",
         created_at=now,
         updated_at=now,
+        new=True,
     )
     conn.execute(
         q(f"INSERT INTO {{p}}alerts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),

@@ -11,11 +11,12 @@ import base64
 import binascii
 import logging
 import re
+import threading
 import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -56,7 +57,11 @@ from vigil.model import (
 from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery
+from vigil.web.alert_routes import alert_routes
 from vigil.web.common import BEARER, ErrorBody, Problem, errors, json_response, with_options
+
+if TYPE_CHECKING:
+    from vigil.detect.engine import Engine
 from vigil.web.ledger_routes import ledger_routes
 
 log = logging.getLogger("vigil.web")
@@ -123,6 +128,9 @@ class App:
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
+        self.engine: Engine | None = None
+        self._detecting: threading.Thread | None = None
+        self._stop_detecting = threading.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._signer: Signer | None = None
         self._schedule: asyncio.Task[None] | None = None
@@ -149,15 +157,38 @@ class App:
         self._platform_id = self.store.get_tenant(PLATFORM_TENANT).id
 
     async def start(self) -> None:
-        """Open the store, load (or create) the signing key, start the checkpoint schedule: fail closed."""
+        """Open the store, load (or create) the signing key, start the checkpoint schedule and detection: fail
+        closed (a rule that cannot be loaded stops the start)."""
         self.startup()
         signer = self.signer
         if self.settings.checkpoint_interval:
             self._schedule = asyncio.create_task(
                 run_schedule(self.store, signer, self.settings.checkpoint_interval)
             )
+        if getattr(self.settings, "detect", False):
+            from vigil.detect.loader import build_engine
+
+            engine, _ = build_engine(self.store, self.settings)
+            self.engine = engine
+            self._detecting = threading.Thread(target=self._detect, name="vigil-detect", daemon=True)
+            self._detecting.start()
+
+    def _detect(self) -> None:
+        if self.engine is None:
+            return
+        try:
+            self.engine.start()  # replays the rules' windows: may take a while on a big log
+        except Exception:
+            log.exception("detection could not start")
+            return
+        self.engine.follow(self._stop_detecting)
 
     async def shutdown(self) -> None:
+        self._stop_detecting.set()
+        if self.engine is not None:
+            self.engine.wake()
+        if self._detecting is not None:
+            await asyncio.to_thread(self._detecting.join, 30)
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
@@ -529,7 +560,16 @@ def create_app(
 
     asgi = Litestar(
         route_handlers=with_options(
-            [healthz, readyz, ingest, search, get_event, entity_history, *ledger_routes(app)]
+            [
+                healthz,
+                readyz,
+                ingest,
+                search,
+                get_event,
+                entity_history,
+                *ledger_routes(app),
+                *alert_routes(app),
+            ]
         ),
         on_startup=[app.start],
         on_shutdown=[app.shutdown],

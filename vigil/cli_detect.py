@@ -1,0 +1,342 @@
+"""Detection commands of the ``vigil`` CLI: ``detect``, ``alerts`` and ``rules``."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vigil.cli import _emit, _open, _settings, json_option, main, setting_options
+from vigil.errors import InvalidRequest, RuleError, VigilError
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def parse_since(text: str) -> int:
+    """``30d``, ``12h``, ``90m`` or an RFC 3339 time, as microseconds since the epoch."""
+    from vigil.detect.engine import occurred_us
+
+    m = _DURATION.match(text.strip())
+    if m:
+        return time.time_ns() // 1000 - int(m.group(1)) * _UNIT_US[m.group(2)]
+    try:
+        return occurred_us(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use a duration like 30d, 12h, 90m or an RFC 3339 time") from None
+
+
+@main.command()
+@click.option(
+    "--until-idle", is_flag=True, help="Process what is committed now, then exit (default: follow)."
+)
+@click.option("--since", help="Hunt: run the rules over history from this long ago (30d, 12h) or time.")
+@click.option(
+    "--rule", "only", multiple=True, help="Only this rule id (repeatable); with --since, hunt with it."
+)
+@click.option("--tenant", help="With --since: only this tenant (default: every tenant).")
+@setting_options("database", "rules", "geoip_database", "trusted_networks", "log_level")
+@json_option
+def detect(
+    until_idle: bool,
+    since: str | None,
+    only: tuple[str, ...],
+    tenant: str | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Run detection over committed events: follow the logs (like `vigil serve` does), process what is there
+    and exit (--until-idle), or hunt through history with a rule (--since 30d --rule R).
+
+    Hunting never moves the engine's cursor and never raises a duplicate: a hit on events an alert already
+    holds joins that alert.
+    """
+    import logging
+
+    from vigil.detect.loader import build_engine
+
+    settings = _settings(**opts)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if tenant and not since:
+        raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
+    store = _open(settings)
+    try:
+        engine, rules = build_engine(store, settings, list(only) or None)
+        for w in rules.warnings:
+            click.echo(f"warning: {w}", err=True)
+        started = time.perf_counter()
+        if since is not None:
+            since_us = parse_since(since)
+            engine.tenant_rules.load(store)
+            tenants = (
+                [store.get_tenant(tenant)]
+                if tenant
+                else [t for t in store.list_tenants() if t.slug != "vigil"]
+            )
+            new = 0
+            for t in tenants:
+                stored = engine.hunt(t, since_us)
+                new += sum(1 for a in stored if a.new)
+            result = {"mode": "hunt", "events": engine.stats.events, "alerts": new}
+        elif until_idle:
+            engine.start()
+            engine.run_until_idle()
+            result = {"mode": "until-idle", "events": engine.stats.events, "alerts": engine.stats.alerts}
+        else:
+            engine.start()
+            click.echo(
+                f"following {store.__class__.__name__} with {len(engine.rules)} rules; Ctrl-C stops", err=True
+            )
+            stop = threading.Event()
+            try:
+                engine.follow(stop)
+            except KeyboardInterrupt:
+                stop.set()
+            result = {"mode": "follow", "events": engine.stats.events, "alerts": engine.stats.alerts}
+    finally:
+        store.close()
+    seconds = time.perf_counter() - started
+    result["seconds"] = round(seconds, 3)
+    _emit(
+        as_json,
+        result,
+        f"{result['events']:,} events through {len(engine.rules)} rules in {seconds:.1f} s: "
+        f"{result['alerts']} new alert(s)",
+    )
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts raised by detection."""
+
+
+@alerts.command("list")
+@click.option("--tenant", help="Only this tenant.")
+@click.option("--rule", help="Only this rule id.")
+@click.option("--severity", type=click.Choice(["P0", "P1", "P2", "P3"]), help="Only this severity.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@setting_options("database")
+@json_option
+def alerts_list(
+    tenant: str | None,
+    rule: str | None,
+    severity: str | None,
+    limit: int,
+    database: str | None,
+    as_json: bool,
+) -> None:
+    """Alerts, newest first."""
+    from vigil.store.detection import AlertQuery
+    from vigil.web.alert_routes import alert_out
+
+    store = _open(_settings(database=database))
+    try:
+        tenant_id = store.get_tenant(tenant).id if tenant else None
+        found = store.list_alerts(
+            AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit)
+        )
+        slugs = {t.id: t.slug for t in store.list_tenants()}
+    finally:
+        store.close()
+    out = [alert_out(a, slugs.get(a.tenant_id, "?")) for a in found]
+    if as_json:
+        import msgspec
+
+        click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
+        return
+    for a in out:
+        click.echo(f"{a.severity}  {a.last_at[:19]}  {a.tenant:<12} {a.rule:<32} {a.summary}")
+    click.echo(f"{len(out)} alert(s)", err=True)
+
+
+@main.group()
+def rules() -> None:
+    """Detection rules: list them, run their examples, lint Sigma rules, set them per tenant."""
+
+
+@rules.command("list")
+@setting_options("rules", "geoip_database", "trusted_networks")
+@json_option
+def rules_list(as_json: bool, **opts: Any) -> None:
+    """Every rule: built-in and from the rules directory, with its severity, ATT&CK ids and state."""
+    from vigil.detect.loader import load_rules
+
+    loaded = load_rules(_settings(**opts))
+    rows = [
+        {
+            "id": r.id,
+            "title": r.title,
+            "severity": r.severity,
+            "techniques": list(r.techniques),
+            "source": r.source,
+            "state": "disabled: " + loaded.disabled[r.id] if r.id in loaded.disabled else "enabled",
+            "params": r.params,
+        }
+        for r in loaded.rules
+    ]
+    if as_json:
+        click.echo(json.dumps({"rules": rows, "warnings": loaded.warnings}, indent=2))
+        return
+    for w in loaded.warnings:
+        click.echo(f"warning: {w}", err=True)
+    for row in rows:
+        click.echo(
+            f"{row['severity']}  {row['id']:<34} {','.join(row['techniques']):<22} {row['title']}"
+            + ("" if row["state"] == "enabled" else f"  [{row['state']}]")
+        )
+
+
+@rules.command("test")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@json_option
+def rules_test(path: str | None, as_json: bool) -> None:
+    """Run the examples rules carry (events that must fire, events that must stay quiet).
+
+    Without PATH: the built-in rules (geo rules on the examples' own map of documentation addresses). With
+    PATH: the Sigma rules in that file or directory. Exits 1 when any example fails.
+    """
+    from vigil.detect.builtin import builtin_evaluators
+    from vigil.detect.geo import example_geo
+    from vigil.detect.loader import load_sigma_dir
+    from vigil.detect.ruletest import run_examples
+
+    try:
+        evaluators = [load_sigma_dir(Path(path))] if path else list(builtin_evaluators(example_geo()))
+    except RuleError as exc:
+        raise click.ClickException(exc.message) from None
+    outcomes = run_examples(evaluators)
+    failed = [o for o in outcomes if not o.ok]
+    untested = [r.id for e in evaluators for r in e.rules if r.examples is None and r.generates]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "passed": len(outcomes) - len(failed),
+                    "failed": [
+                        {"rule": o.rule.id, "kind": o.kind, "index": o.index, "detail": o.detail}
+                        for o in failed
+                    ],
+                    "without_examples": untested,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for o in outcomes:
+            mark = "ok  " if o.ok else "FAIL"
+            click.echo(f"{mark} {o.rule.id:<34} {o.kind:<5} #{o.index}  {o.detail}")
+        for rule_id in untested:
+            click.echo(f"note {rule_id}: carries no examples", err=True)
+        click.echo(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@rules.command("lint")
+@click.argument("path", type=click.Path(exists=True))
+@json_option
+def rules_lint(path: str, as_json: bool) -> None:
+    """Load every Sigma rule file under PATH and report, per rule, loaded or refused and why.
+
+    Exits 1 when any rule is refused; never stops at the first bad file.
+    """
+    from vigil.detect.sigma import lint_sigma
+
+    results = lint_sigma(Path(path))
+    refused = [r for r in results if r.status != "loaded"]
+    if as_json:
+        click.echo(json.dumps([r.__dict__ | {"path": str(r.path)} for r in results], indent=2))
+    else:
+        for r in results:
+            name = f" ({r.rule})" if getattr(r, "rule", None) else ""
+            reason = f": {r.reason}" if r.reason else ""
+            click.echo(f"{r.status:<8} {r.path}{name}{reason}")
+        click.echo(f"{len(results) - len(refused)} loaded, {len(refused)} refused", err=True)
+    if refused:
+        sys.exit(1)
+
+
+def _rule_setting(store: Any, tenant: str, rule_id: str) -> Any:
+    from vigil.detect.builtin import BUILTIN_RULES
+    from vigil.store.detection import RuleSetting
+
+    t = store.get_tenant(tenant)
+    current = next((s for s in store.rule_settings() if s.tenant_id == t.id and s.rule_id == rule_id), None)
+    if current is None and rule_id not in {r.id for r in BUILTIN_RULES} and "." not in rule_id:
+        raise InvalidRequest(f"no built-in rule {rule_id!r}; see vigil rules list")
+    return current or RuleSetting(t.id, rule_id)
+
+
+def _toggle(rule_id: str, tenant: str, database: str | None, enabled: bool) -> None:
+    from dataclasses import replace
+
+    store = _open(_settings(database=database))
+    try:
+        store.set_rule_setting(replace(_rule_setting(store, tenant, rule_id), enabled=enabled))
+    finally:
+        store.close()
+    click.echo(f"{rule_id} {'enabled' if enabled else 'disabled'} for {tenant}")
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@click.option("--tenant", required=True, help="Tenant slug.")
+@setting_options("database")
+def rules_enable(rule_id: str, tenant: str, database: str | None) -> None:
+    """Turn a rule back on for a tenant."""
+    _toggle(rule_id, tenant, database, True)
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+@click.option("--tenant", required=True, help="Tenant slug.")
+@setting_options("database")
+def rules_disable(rule_id: str, tenant: str, database: str | None) -> None:
+    """Turn a rule off for a tenant (its hits raise no alerts for that tenant)."""
+    _toggle(rule_id, tenant, database, False)
+
+
+@rules.command("set")
+@click.argument("rule_id")
+@click.argument("values", nargs=-1, required=True)
+@click.option("--tenant", required=True, help="Tenant slug.")
+@setting_options("database")
+def rules_set(rule_id: str, values: tuple[str, ...], tenant: str, database: str | None) -> None:
+    """Override a rule's thresholds for a tenant: NAME=VALUE ... (values are JSON: 20, "x", ["10.0.0.0/8"])."""
+    from dataclasses import replace
+
+    from vigil.detect.builtin import BUILTIN_RULES
+
+    known = {r.id: r for r in BUILTIN_RULES}
+    params: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: use NAME=VALUE")
+        if rule_id in known and name not in known[rule_id].params:
+            allowed = ", ".join(known[rule_id].params) or "none"
+            raise click.BadParameter(f"{rule_id} has no threshold {name!r} (it has: {allowed})")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+        default = known[rule_id].params.get(name) if rule_id in known else None
+        if default is not None and type(params[name]) is not type(default):
+            raise click.BadParameter(f"{name} takes a {type(default).__name__}, like {json.dumps(default)}")
+    store = _open(_settings(database=database))
+    try:
+        current = _rule_setting(store, tenant, rule_id)
+        store.set_rule_setting(replace(current, params={**current.params, **params}))
+    except VigilError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        store.close()
+    click.echo(f"{rule_id} for {tenant}: {json.dumps(params)}")
