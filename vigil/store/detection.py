@@ -298,8 +298,10 @@ class DetectionRows:
         self, tenant_id: int, alerts: Sequence[NewAlert], moves: tuple[int, int] | None = None
     ) -> list[Alert]:
         """Store alerts and move the cursor from ``moves[0]`` to ``moves[1]`` in one transaction."""
-        now = now_text()
-        result: list[Alert] = self.write(lambda conn: commit(conn, self._sql, tenant_id, alerts, now, moves))
+        # stamped on the writer thread, inside the transaction that commits the alerts
+        result: list[Alert] = self.write(
+            lambda conn: commit(conn, self._sql, tenant_id, alerts, now_text(), moves)
+        )
         return result
 
     def list_alerts(self, query: AlertQuery) -> list[Alert]:
