@@ -58,3 +58,15 @@ def test_without_geo_the_geo_rules_are_left_out() -> None:
     ids = {r.id for e in builtin_evaluators(None) for r in e.rules}
     assert "vigil.impossible_travel" not in ids and "vigil.new_country" not in ids
     assert "vigil.brute_force" in ids
+
+
+def test_fed_directly_a_rule_still_looks_only_at_its_actions() -> None:
+    """The Evaluator protocol feeds every event: a successful sign-in is not an MFA change or a role grant."""
+    from vigil.detect.engine import ev_of
+    from vigil.detect.ruletest import _events
+
+    ((seq, body),) = _events(
+        "acme", [{"action": "user.login", "targets": [{"type": "user", "id": "usr_example"}]}]
+    )
+    ev = ev_of("acme", seq, body)
+    assert [h.rule.id for e in builtin_evaluators(example_geo()) for h in e.feed(ev)] == []

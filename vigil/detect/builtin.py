@@ -64,6 +64,9 @@ class Builtin:
         return self._params(tenant, self.info)
 
     def feed(self, ev: Ev) -> Sequence[Hit]:
+        # the engine's Dispatch already routes by action; callers feeding directly get the same answer
+        if self.actions is not None and ev.doc.get("action") not in self.actions:
+            return []
         return self.hits(ev)
 
     def hits(self, ev: Ev) -> list[Hit]:
