@@ -177,7 +177,13 @@ def rules_list(as_json: bool, **opts: Any) -> None:
             "severity": r.severity,
             "techniques": list(r.techniques),
             "source": r.source,
-            "state": "disabled: " + loaded.disabled[r.id] if r.id in loaded.disabled else "enabled",
+            "state": (
+                "disabled: " + loaded.disabled[r.id]
+                if r.id in loaded.disabled
+                else "enabled"
+                if r.generates
+                else "enabled (feeds a correlation; raises no alert of its own)"
+            ),
             "params": r.params,
         }
         for r in loaded.rules

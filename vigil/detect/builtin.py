@@ -79,7 +79,18 @@ class Builtin:
         return Hit(self.info, ev.tenant, tuple(sorted(group.items())), tuple(evidence), summary)
 
 
-class BruteForce(Builtin):
+class _Windowed(Builtin):
+    """A rule that counts events per (tenant, group) over its window of event time."""
+
+    def __init__(self, params: Params = default_params) -> None:
+        super().__init__(params)
+        self.windows: Windows[Ev] = Windows(self.info.window_us)
+
+    def sweep(self, now_us: int) -> None:
+        self.windows.sweep(now_us)
+
+
+class BruteForce(_Windowed):
     info = RuleInfo(
         id="vigil.brute_force",
         title="Brute force on one account",
@@ -93,10 +104,6 @@ class BruteForce(Builtin):
         examples=ex.BRUTE_FORCE,
     )
     actions = frozenset({"user.login"})
-
-    def __init__(self, params: Params = default_params) -> None:
-        super().__init__(params)
-        self.windows: Windows[Ev] = Windows(self.info.window_us)
 
     def hits(self, ev: Ev) -> list[Hit]:
         if not _login(ev, "failure"):
@@ -117,11 +124,8 @@ class BruteForce(Builtin):
             )
         ]
 
-    def sweep(self, now_us: int) -> None:
-        self.windows.sweep(now_us)
 
-
-class PasswordSpraying(Builtin):
+class PasswordSpraying(_Windowed):
     info = RuleInfo(
         id="vigil.password_spraying",
         title="Password spraying from one source",
@@ -135,10 +139,6 @@ class PasswordSpraying(Builtin):
         examples=ex.PASSWORD_SPRAYING,
     )
     actions = frozenset({"user.login"})
-
-    def __init__(self, params: Params = default_params) -> None:
-        super().__init__(params)
-        self.windows: Windows[Ev] = Windows(self.info.window_us)
 
     def hits(self, ev: Ev) -> list[Hit]:
         ip = _ip(ev)
@@ -160,11 +160,8 @@ class PasswordSpraying(Builtin):
             )
         ]
 
-    def sweep(self, now_us: int) -> None:
-        self.windows.sweep(now_us)
 
-
-class SuccessAfterFailures(Builtin):
+class SuccessAfterFailures(_Windowed):
     info = RuleInfo(
         id="vigil.success_after_failures",
         title="Sign-in succeeded after many failures",
@@ -178,10 +175,6 @@ class SuccessAfterFailures(Builtin):
         examples=ex.SUCCESS_AFTER_FAILURES,
     )
     actions = frozenset({"user.login"})
-
-    def __init__(self, params: Params = default_params) -> None:
-        super().__init__(params)
-        self.windows: Windows[Ev] = Windows(self.info.window_us)
 
     def hits(self, ev: Ev) -> list[Hit]:
         account = str(_actor(ev).get("id", ""))
@@ -204,9 +197,6 @@ class SuccessAfterFailures(Builtin):
                 f"{_who(ev)} signed in after {len(failures)} failed attempts",
             )
         ]
-
-    def sweep(self, now_us: int) -> None:
-        self.windows.sweep(now_us)
 
 
 class _Stateless(Builtin):
@@ -335,7 +325,7 @@ class AuditLogDisabled(_Stateless):
         return f"{_who(ev)} {' and '.join(what)}" if what else None
 
 
-class BulkExport(Builtin):
+class BulkExport(_Windowed):
     info = RuleInfo(
         id="vigil.bulk_export",
         title="Bulk data export",
@@ -349,10 +339,6 @@ class BulkExport(Builtin):
         examples=ex.BULK_EXPORT,
     )
     actions = frozenset({"data.exported", "report.exported", "data.viewed"})
-
-    def __init__(self, params: Params = default_params) -> None:
-        super().__init__(params)
-        self.windows: Windows[Ev] = Windows(self.info.window_us)
 
     def hits(self, ev: Ev) -> list[Hit]:
         if ev.doc.get("outcome") != "success":
@@ -374,9 +360,6 @@ class BulkExport(Builtin):
                 f"{_who(ev)} made {len(exports)} exports and read or exported {records} records within an hour",
             )
         ]
-
-    def sweep(self, now_us: int) -> None:
-        self.windows.sweep(now_us)
 
 
 def _records(ev: Ev) -> int:
