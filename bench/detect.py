@@ -13,8 +13,9 @@ event is tested against them.
 Then, in the same run and process:
 
 * decode only: ``msgspec.json.decode`` of every canonical body (what the engine pays before any rule);
-* the built-ins (``builtin_evaluators()``) alone, the Sigma rule set alone, and both together, each including
-  the decode and fed through the engine's action dispatch (``vigil.detect.engine.Dispatch``), in events/s;
+* the built-ins (``builtin_evaluators()``, geo rules included) alone, the Sigma rule set alone, and both
+  together, each including the decode and fed through the engine's action dispatch
+  (``vigil.detect.engine.Dispatch``), in events/s;
 * the baseline: the same Sigma rules converted by ``sigma.backends.sqlite``, the events flattened into an
   in-memory SQLite table (one column per dotted field, ``COLLATE NOCASE``, the first target only), and the
   100 queries run over it; the loading and the queries are timed separately and together.
@@ -53,14 +54,14 @@ END = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 GOAL = 50_000  # events/s on one core for built-ins + 100 Sigma rules, decode included
 
 
-def _builtins() -> Callable[[], list[Evaluator]] | None:
-    """A maker of fresh built-in evaluators, or None (with a note) while the built-ins cannot be imported."""
-    try:
-        from vigil.detect.builtin import builtin_evaluators
-    except ImportError as exc:  # the built-ins are written alongside; the Sigma part still runs without them
-        print(f"note: vigil.detect.builtin.builtin_evaluators is not importable ({exc}); built-ins skipped")
-        return None
-    return lambda: list(builtin_evaluators())
+def _builtins() -> Callable[[], list[Evaluator]]:
+    """All twelve built-ins; the geo ones place addresses with the demo's own map of networks (what a GeoIP
+    file would say about them), cached per address as the real GeoIP reader is."""
+    from vigil.demo import DEMO_GEO
+    from vigil.detect.builtin import builtin_evaluators
+    from vigil.detect.geo import StaticGeo
+
+    return lambda: list(builtin_evaluators(StaticGeo(DEMO_GEO)))
 
 
 ACTIONS = (
@@ -256,7 +257,7 @@ def main() -> None:
     size = sum(len(b) for _, b in bodies) / n
     sigma = load_sigma([(f"bench-{i}.yml", text) for i, text in enumerate(rules)])
     make_builtins = _builtins()
-    builtins: list[Evaluator] = make_builtins() if make_builtins is not None else []
+    builtins: list[Evaluator] = make_builtins()
     print(
         f"\n{n:,} events ({size:,.0f} bytes each), {len(sigma.rules)} Sigma rules, {len(builtins)} built-ins\n"
     )
@@ -268,7 +269,7 @@ def main() -> None:
     report("decode only (msgspec)", n, time.perf_counter() - t0)
 
     def fresh() -> list[Evaluator]:
-        return make_builtins() if make_builtins is not None else []
+        return make_builtins()
 
     lines: list[tuple[str, Callable[[], list[Evaluator]]]] = [
         ("decode + Sigma rule set", lambda: [sigma.fresh()]),

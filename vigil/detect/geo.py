@@ -35,12 +35,13 @@ class StaticGeo:
     """Places from a fixed table of networks: what rule examples use (RFC 5737 documentation addresses)."""
 
     def __init__(self, table: dict[str, tuple[str, str, float, float]]) -> None:
+        self.lookup = lru_cache(maxsize=65536)(self._lookup)
         self._table = [
             (ipaddress.ip_network(net), Place(cc, city, lat, lon))
             for net, (city, cc, lat, lon) in table.items()
         ]
 
-    def lookup(self, ip: str) -> Place | None:
+    def _lookup(self, ip: str) -> Place | None:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
