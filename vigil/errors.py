@@ -5,7 +5,7 @@
     VigilError                      500  something Vigil itself got wrong
     ├── ConfigError                 500  a setting is missing or invalid (raised at start, never per request)
     │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
-    │   └── RuleError                    a detection rule that cannot be loaded; says which file and why
+    │   └── RuleError               500  a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
     │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
     └── ClientError                 400  the request is wrong; the body says why

@@ -181,3 +181,12 @@ def test_a_cursor_moved_by_another_engine_is_a_conflict(store: Store) -> None:
         store.commit_detection(tid, [stale], (0, 7))
     assert store.detect_cursor(tid) == 5
     assert alerts(store) == []
+
+
+def test_an_account_id_with_a_nul_byte_does_not_stall_detection(store: Store) -> None:
+    """JSON allows \\u0000 in strings and PostgreSQL text does not: the alert names it with U+FFFD."""
+    store.create_tenant("acme")
+    failures(store, "acme", 10, account="usr\x00v")
+    engine(store).run_until_idle()
+    (alert,) = alerts(store)
+    assert alert.group == {"account": "usr\ufffdv"} and "\x00" not in alert.summary + alert.dedup_key

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -158,7 +158,19 @@ def commit(
     return [_store_one(conn, q, tenant_id, a, now) for a in alerts]
 
 
+def _text(value: str) -> str:
+    """Text fit for every store: PostgreSQL text cannot hold NUL, which an event's strings may (the log keeps
+    the exact bytes; an alert's summary and key only name them)."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _store_one(conn: Conn, q: Sql, tenant_id: int, a: NewAlert, now: str) -> Alert:
+    a = replace(
+        a,
+        summary=_text(a.summary),
+        dedup_key=_text(a.dedup_key),
+        group={_text(k): _text(v) for k, v in a.group.items()},
+    )
     rows = conn.execute(
         q(
             f"SELECT {_COLUMNS} FROM {{p}}alerts WHERE tenant_id = ? AND dedup_key = ? AND last_us >= ? "
