@@ -19,6 +19,7 @@ one writer per log, and the frontier is re-read whenever another process has app
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -265,13 +266,13 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
                     ev.action,
                     ev.category,
                     ev.outcome,
-                    ev.actor.id,
+                    _text(ev.actor.id),
                     e.body,
                     e.leaf,
-                    e.text,
+                    _text(e.text),
                 )
             )
-            targets.extend((t.id, t.type, seq) for t in ev.targets)
+            targets.extend((_text(t.id), _text(t.type), seq) for t in ev.targets)
             leaves.append(e.leaf)
             out.append(Appended(seq, e.leaf))
             known[e.id] = Appended(seq, e.leaf, duplicate=True)
@@ -464,6 +465,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
 
     def search(self, tenant_id: int, query: SearchQuery) -> Page:
         s = schema_of(tenant_id)
+        query = _searchable(query)
         with self._tenant(tenant_id) as conn:
             snapshot = query.snapshot
             if snapshot is None:
@@ -501,6 +503,30 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self._pool.close()
         with contextlib.suppress(Exception):
             self._wconn.close()
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, which a JSON string may: the columns searches filter on hold U+FFFD in
+    its place (the event's body, bytea, keeps it as sent), and search values are mapped the same way."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _searchable(q: SearchQuery) -> SearchQuery:
+    """``q`` with its values mapped as the stored columns are (see :func:`_text`)."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else _text(value)
+
+    return dataclasses.replace(
+        q,
+        actor_id=text(q.actor_id),
+        action=text(q.action),
+        target_type=text(q.target_type),
+        target_id=text(q.target_id),
+        outcome=text(q.outcome),
+        category=text(q.category),
+        text=text(q.text),
+    )
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
