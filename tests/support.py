@@ -1,4 +1,4 @@
-"""Helpers the tests import: key bundles, auth headers and a small valid event."""
+"""Helpers the tests import: key bundles, auth headers, CLI database flags and a small valid event."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import msgspec
 
 from vigil.ingest.intake import Prepared, prepare_event
 from vigil.model import EventIn
+from vigil.settings import Settings
 
 
 @dataclass
@@ -25,6 +26,12 @@ class Keys:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def database_args(settings: Settings) -> list[str]:
+    """The CLI flags that open the store of ``settings`` with the same signing key."""
+    key = ["--signing-key", settings.signing_key] if settings.signing_key else []
+    return ["--database", settings.database, *key]
 
 
 def event(action: str = "user.login", **extra: Any) -> dict[str, Any]:

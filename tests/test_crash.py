@@ -1,5 +1,5 @@
-"""A server killed mid-stream (SIGKILL, synchronous=FULL) loses nothing it acknowledged, and its logs and
-Merkle trees stay whole and keep growing after the restart."""
+"""A server killed mid-stream (SIGKILL; SQLite with synchronous=FULL, or PostgreSQL) loses nothing it acknowledged,
+and its logs and Merkle trees stay whole and keep growing after the restart."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from vigil.ids import uuid7
 from vigil.ledger.merkle import CompactRange, leaf_hash, root_at
-from vigil.store.sqlite import SQLiteStore
+from vigil.store import open_store
 from vigil.testing import ServerProcess as Server
 from vigil.testing import tenant_with_key
 
@@ -112,7 +112,7 @@ def _check_acked(url: str, keys: dict[str, str], acked: dict[str, tuple[str, int
 def _check_trees(database: str) -> dict[str, int]:
     """Each tenant's seqs run 0..size-1, each leaf hashes its body, and the root computed from all leaves
     equals the root read through the stored tree data (at the full size and at smaller sizes)."""
-    store = SQLiteStore(database)
+    store = open_store(database)
     sizes = {}
     try:
         for tenant in store.list_tenants():
@@ -140,7 +140,7 @@ def _check_unanswered(
     database: str, tenant_ids: dict[str, int], unanswered: list[tuple[str, list[str]]]
 ) -> None:
     """A request that got no answer was committed whole or not at all."""
-    store = SQLiteStore(database)
+    store = open_store(database)
     try:
         for tenant, ids in unanswered:
             present = sum(store.get_event(tenant_ids[tenant], eid) is not None for eid in ids)
@@ -149,15 +149,16 @@ def _check_unanswered(
         store.close()
 
 
-def test_sigkill_loses_no_acknowledged_event_and_keeps_the_tree(tmp_path: Path) -> None:
-    """SIGKILL mid-stream, restart on the same file: acknowledged events are all there with their seq and
+def test_sigkill_loses_no_acknowledged_event_and_keeps_the_tree(database: str, tmp_path: Path) -> None:
+    """SIGKILL mid-stream, restart on the same database: acknowledged events are all there with their seq and
     leaf hash, seqs are contiguous from 0, stored tree data matches the leaves, and appending still works."""
-    database = str(tmp_path / "crash.sqlite")
     ids, keys = {}, {}
     for slug in TENANTS:
         ids[slug], keys[slug] = tenant_with_key(database, slug)
 
-    server = Server(database, synchronous="FULL")
+    # a database URL has no file to keep the signing key next to: the server needs its path
+    key = ["--signing-key", str(tmp_path / "signing-key")] if "://" in database else []
+    server = Server(database, synchronous="FULL", extra=key)
     try:
         server.start()
         log, stop = Log(), threading.Event()
@@ -179,7 +180,7 @@ def test_sigkill_loses_no_acknowledged_event_and_keeps_the_tree(tmp_path: Path) 
         assert log.acked, f"nothing was acknowledged before the kill:\n{server.output()}"
         assert log.unanswered, "no request was cut off: the kill did not land mid-stream"
 
-        server.start()  # same file, after the crash
+        server.start()  # same database, after the crash
         _check_acked(server.url, keys, log.acked)
         _check_unanswered(database, ids, log.unanswered)
         before = _check_trees(database)

@@ -1,24 +1,28 @@
-"""Schemathesis drives the served OpenAPI document: no generated input may produce a 5xx."""
+"""Schemathesis drives the served OpenAPI document against the app on each store: no generated input may
+produce a 5xx."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from litestar import Litestar
+from pg import fresh_database
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from vigil.auth import create_key
 from vigil.settings import Settings
-from vigil.store.sqlite import SQLiteStore
+from vigil.store import open_store
 from vigil.web import create_app
-
-_state: dict[str, object] = {}
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -28,21 +32,6 @@ def _ndjson(ctx: object, value: object) -> bytes:
     return b"\n".join(json.dumps(item).encode() for item in items)
 
 
-def _build() -> object:
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="vigil-schema-"))
-    cfg = Settings.load(
-        {"database": str(tmp / "v.db"), "sqlite_synchronous": "NORMAL", "rate_limit": 0}, environ={}
-    )
-    store = SQLiteStore(cfg.database, cfg)
-    tenant = store.create_tenant("acme")
-    _state["key"] = create_key(store, tenant, frozenset({"ingest", "read"}))[1]
-    _state["store"] = store
-    return create_app(cfg, store)
-
-
-app = _build()
 # 413 is the documented answer for a batch over 1,000 events or 5 MiB; schemathesis's default list of
 # "rejected" statuses leaves it out.
 _config = SchemathesisConfig.from_dict(
@@ -54,15 +43,100 @@ _config = SchemathesisConfig.from_dict(
         }
     }
 )
-schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app, config=_config)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _close_store() -> Iterator[None]:
-    yield
-    store = _state["store"]
-    assert isinstance(store, SQLiteStore)
-    store.close()
+class _Forward:
+    """The ASGI app schemathesis drives: it hands every request to the app on the store under test.
+
+    The ``served`` fixture swaps in one app per store. Each runs its lifespan (signing key, checkpoint schedule,
+    detection) as under ``vigil serve``, on the event loop schemathesis sends requests from: it starts with the
+    app's first request and stops when the fixture ends. Schemathesis's own lifespan call, made once per process,
+    is answered here.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.pending: Litestar | None = None
+        self.running: tuple[asyncio.AbstractEventLoop, asyncio.Event, asyncio.Task[None]] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if self.pending is not None:
+            app, self.pending = self.pending, None
+            loop = asyncio.get_running_loop()
+            started, stop = loop.create_future(), asyncio.Event()
+            self.running = (loop, stop, loop.create_task(self._lifespan(app, started, stop)))
+            await started  # raises when the startup fails
+            self.app = app
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _lifespan(app: Litestar, started: asyncio.Future[None], stop: asyncio.Event) -> None:
+        try:
+            async with app.lifespan():
+                started.set_result(None)
+                await stop.wait()
+        except BaseException as exc:
+            if not started.done():
+                started.set_exception(exc)
+            raise
+
+    def serve(self, app: Litestar) -> None:
+        """Hand requests to ``app`` from its first one on, which starts it."""
+        self.pending = app
+
+    def stop(self, app: Litestar) -> None:
+        """Stop the app being served, if it started, and hand requests to ``app`` again."""
+        self.pending, self.app, running, self.running = None, app, self.running, None
+        if running is not None:
+            loop, stop, task = running
+
+            async def shut_down() -> None:
+                stop.set()
+                await task
+
+            asyncio.run_coroutine_threadsafe(shut_down(), loop).result(timeout=60)
+
+
+# Until the fixture swaps in an app on a store, an app that only renders the document answers: the document does
+# not depend on the store, and this app never opens its own (were it to, /dev/null would fail loudly).
+_document_only = create_app(Settings.load({"database": os.devnull}, environ={}))
+_forward = _Forward(_document_only)
+schema = schemathesis.openapi.from_asgi("/schema/openapi.json", _forward, config=_config)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Serve the app on each store in turn (a SQLite file, then a fresh PostgreSQL database); yields an
+    ingest,read key of tenant acme."""
+    tmp = tmp_path_factory.mktemp("vigil-schema")
+    databases = (
+        contextmanager(fresh_database)() if request.param == "postgres" else nullcontext(str(tmp / "v.db"))
+    )
+    with databases as database:
+        cfg = Settings.load(
+            {
+                "database": database,
+                "signing_key": str(tmp / "signing-key"),
+                "sqlite_synchronous": "NORMAL",
+                "rate_limit": 0,
+            },
+            environ={},
+        )
+        store = open_store(database, cfg)
+        try:
+            key = create_key(store, store.create_tenant("acme"), frozenset({"ingest", "read"}))[1]
+            _forward.serve(create_app(cfg, store))
+            try:
+                yield key
+            finally:
+                _forward.stop(_document_only)
+        finally:
+            store.close()
 
 
 _CROSS_PARAMETER = {
@@ -75,7 +149,7 @@ _CROSS_PARAMETER = {
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_generated_input_produces_a_server_error(case: schemathesis.Case) -> None:
+def test_no_generated_input_produces_a_server_error(case: schemathesis.Case, served: str) -> None:
     """Every operation answers generated input without a 5xx, and its answers match the document."""
     excluded = []
     if case.query and "cursor" in case.query:
@@ -97,9 +171,7 @@ def test_no_generated_input_produces_a_server_error(case: schemathesis.Case) -> 
         # A batch is accepted event by event: the schema-invalid events of a 200 answer must be listed as
         # rejected (asserted below) while the valid ones are stored, so "reject the whole request" is wrong here.
         excluded.append(negative_data_rejection)
-    response = case.call_and_validate(
-        headers={"Authorization": f"Bearer {_state['key']}"}, excluded_checks=excluded
-    )
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {served}"}, excluded_checks=excluded)
     if response.status_code >= 400:
         assert set(response.json()["error"]) >= {"type", "message"}, response.text[:300]
     if negative_batch and response.status_code == 200:
