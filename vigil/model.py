@@ -74,7 +74,10 @@ class Context(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     trace_id: OptText | None = None
     method: Annotated[str, msgspec.Meta(max_length=16)] | None = None
     route: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    status: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    # JSON Schema's "integer" admits 100.0; intake stores such a value as the integer it is
+    status: (
+        Annotated[int, msgspec.Meta(ge=100, le=599)] | Annotated[float, msgspec.Meta(ge=100, le=599)] | None
+    ) = None
     location: OptText | None = None
 
 
@@ -181,6 +184,10 @@ def event_in_schema(
             {"type": "array", "items": {"$ref": ref_template.format(name="JsonValue")}},
             {"type": "object", "additionalProperties": {"$ref": ref_template.format(name="JsonValue")}},
         ]
+    }
+    components["Context"]["properties"]["status"] = {
+        "anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, {"type": "null"}],
+        "description": "HTTP status of the request (100.0 is taken as 100)",
     }
     props = components["EventIn"]["properties"]
     props["id"] = {

@@ -198,6 +198,12 @@ def prepare_event(
         except NotCanonicalizable as exc:
             errors.append({"field": "changes", "message": str(exc)})
         changes = redact_changes(changes)
+    context = ev.context
+    if context is not None and isinstance(context.status, float):
+        if context.status.is_integer():
+            context = msgspec.structs.replace(context, status=int(context.status))
+        else:
+            errors.append({"field": "context.status", "message": f"must be an integer; got {context.status}"})
     if errors:
         return Rejected(i, errors, eid)
     if ev.occurred_at is None:
@@ -220,7 +226,7 @@ def prepare_event(
         category=ev.category,
         outcome=ev.outcome,
         targets=ev.targets,
-        context=ev.context,
+        context=context,
         changes=changes,
         reason=ev.reason,
         message=ev.message,
