@@ -148,3 +148,32 @@ def test_text_with_nul_is_stored_and_found(pg: PostgresStore) -> None:
         SearchQuery(text="byte"),
     ):
         assert [seq for seq, _, _ in pg.search(t.id, query).events] == [appended.seq], query
+
+
+def test_a_copy_under_another_name_can_read_and_write_its_own_log(url: str) -> None:
+    """Roles are named after the database; opening a copy (CREATE DATABASE … TEMPLATE) grants its own roles."""
+    from pg import admin_connection, database_url
+
+    store = PostgresStore(url)
+    tid = store.create_tenant("acme").id
+    store.append(tid, prepared_events(3))
+    store.close()
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    copy = name + "_copy"
+    admin = admin_connection()
+    try:
+        admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+        restored = PostgresStore(database_url(copy))
+        try:
+            assert len(restored.search(tid, SearchQuery()).events) == 3  # under the copy's reader role
+            restored.append(tid, prepared_events(1))
+            assert restored.tree_size(tid) == 4
+        finally:
+            restored.close()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        for (role,) in admin.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"vigil_{copy}%",)
+        ):
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()

@@ -156,6 +156,12 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
             if v > version:
                 conn.execute(sql.format(**names))
                 conn.execute("UPDATE vigil.tenants SET schema_version = %s WHERE id = %s", (v, tenant_id))
+        # The roles are named after the database: granted again on every open (idempotent), so a copy restored
+        # under another name gets its own writer and readers instead of "permission denied".
+        s = names["s"]
+        conn.execute(f'GRANT USAGE ON SCHEMA {s} TO "{self.writer_role}", "{reader}"')
+        conn.execute(f'GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO "{self.writer_role}"')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO "{reader}"')
         self._ensure_partitions(conn, tenant_id, _now_us())
 
     def _ensure_partitions(self, conn: psycopg.Connection[Any], tenant_id: int, received_us: int) -> None:
