@@ -357,9 +357,18 @@ class BulkExport(_Windowed):
                 ev,
                 {"actor": actor},
                 [e for _, e in window if e.doc["action"] != "data.viewed" or _records(e)],
-                f"{_who(ev)} made {len(exports)} exports and read or exported {records} records within an hour",
+                f"{_who(ev)} "
+                + (f"made {len(exports)} exports, " if len(exports) > 1 else "")
+                + f"read or exported {records:,} records within an hour",
             )
         ]
+
+
+def _export_text(exports: int, records: int) -> str:
+    parts = [f"made {exports} exports"] if exports > 1 else []
+    if records:
+        parts.append(f"read or exported {records:,} records")
+    return " and ".join(parts)
 
 
 def _records(ev: Ev) -> int:
