@@ -357,9 +357,7 @@ class BulkExport(_Windowed):
                 ev,
                 {"actor": actor},
                 [e for _, e in window if e.doc["action"] != "data.viewed" or _records(e)],
-                f"{_who(ev)} "
-                + (f"made {len(exports)} exports, " if len(exports) > 1 else "")
-                + f"read or exported {records:,} records within an hour",
+                f"{_who(ev)} {_export_text(len(exports), records)} within an hour",
             )
         ]
 
