@@ -14,8 +14,8 @@ from vigil.ingest.intake import Prepared, prepare_event
 from vigil.ledger.checkpoints import Signer, load_signer, make_checkpoint
 from vigil.model import EventIn
 from vigil.settings import Settings
+from vigil.store import Store
 from vigil.store.base import Tenant
-from vigil.store.sqlite import SQLiteStore
 
 
 def prepared(slug: str, count: int, seed: int = 1) -> list[Prepared]:
@@ -44,7 +44,7 @@ def events() -> Callable[..., list[Prepared]]:
 
 
 @pytest.fixture
-def fill(store: SQLiteStore, signer: Signer) -> Callable[..., Tenant]:
+def fill(store: Store, signer: Signer) -> Callable[..., Tenant]:
     """``fill(slug, checkpoints=(100, 300), total=None)``: a new tenant whose log gets a signed checkpoint at
     each size in ``checkpoints`` while it is appended to, then grows to ``total`` events."""
 

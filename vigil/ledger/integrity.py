@@ -14,6 +14,7 @@ log order, so the first failure reported is the same either way.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import logging
@@ -174,11 +175,25 @@ def _check_span(store: Store, tenant_id: int, slug: str, lo: int, hi: int, sizes
 _worker_store: Store | None = None
 
 
-def _open_worker(path: str) -> None:
+def _locator(store: Store) -> str | None:
+    """What a worker passes to ``open_store`` to open ``store`` again: its SQLite file path or its PostgreSQL
+    URL; None for a store no other process can open (then everything is checked in this process)."""
+    for name in ("path", "url"):  # SQLiteStore.path, PostgresStore.url
+        value = getattr(store, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _open_worker(database: str) -> None:
+    # The path or URL arrives pickled through the pipe spawn sets up, never on the worker's command line: a
+    # PostgreSQL URL may hold a password. Workers only read, so neither store needs settings here (the signing
+    # key stays with the caller, which checks the signatures).
     global _worker_store
     from vigil.store import open_store
 
-    _worker_store = open_store(path)
+    _worker_store = open_store(database)
+    atexit.register(_worker_store.close)  # a PostgreSQL server then sees its connections closed, not dropped
 
 
 def _span_job(job: tuple[int, str, int, int, list[int]]) -> _Span:
@@ -187,16 +202,20 @@ def _span_job(job: tuple[int, str, int, int, list[int]]) -> _Span:
     return _check_span(_worker_store, *job)
 
 
-def _pool(path: str, workers: int) -> ProcessPoolExecutor | None:
-    """Worker processes with the store open, or None when they cannot start."""
+def _pool(database: str, workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes with the store at ``database`` (a path or URL) open, or None when they cannot start."""
     # spawn, not fork: this process runs threads (the store's writer), which a forked child must not inherit
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_open_worker, initargs=(path,)
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_open_worker,
+        initargs=(database,),
     )
     try:
         pool.submit(int).result()
     except BrokenProcessPool as exc:
-        # e.g. the caller is a script without an ``if __name__ == "__main__":`` guard, which spawn re-runs
+        # e.g. the caller is a script without an ``if __name__ == "__main__":`` guard, which spawn re-runs, or
+        # the workers cannot open the store (a PostgreSQL server that refuses more connections)
         log.warning("verify workers could not start (%s); verifying in this process", exc)
         pool.shutdown(cancel_futures=True)
         return None
@@ -218,8 +237,9 @@ def verify_tenant(
 ) -> TenantReport:
     """Verify one tenant's log end to end; raise VerificationError at the first failure.
 
-    ``workers`` processes check the events in parallel when the store can be opened by its path (SQLite); the
-    default is one per CPU (at most 8) for logs of at least PARALLEL_MIN events, else 1 (all in this process).
+    ``workers`` processes check the events in parallel, each with the store opened again by its SQLite path or
+    PostgreSQL URL; the default is one per CPU (at most 8) for logs of at least PARALLEL_MIN events, else 1 (all
+    in this process).
     Workers are spawned, so a script calling this needs the usual ``if __name__ == "__main__":`` guard; without
     one the workers cannot start and the log is checked in this process.
     """
@@ -256,7 +276,7 @@ def verify_tenant(
         roots[cp.size] = signed.root
     nodes = {(level, idx): h for level, idx, h in store.tree_nodes(tid)}
     sizes = sorted(roots)
-    path = getattr(store, "path", None)  # workers open the store by its path: only SQLite has one
+    database = _locator(store)
     if workers is None:
         workers = min(_cpus(), MAX_WORKERS) if size >= PARALLEL_MIN else 1
     step = max(TILE_WIDTH, min(SPAN, -(-size // (workers * 4 * TILE_WIDTH)) * TILE_WIDTH))
@@ -312,11 +332,7 @@ def verify_tenant(
             if progress is not None:
                 progress(hi - lo)
 
-    pool = (
-        _pool(path, min(workers, len(jobs)))
-        if isinstance(path, str) and workers > 1 and len(jobs) > 1
-        else None
-    )
+    pool = _pool(database, min(workers, len(jobs))) if database and workers > 1 and len(jobs) > 1 else None
     if pool is not None:
         try:
             merge(pool.map(_span_job, jobs))
