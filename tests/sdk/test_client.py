@@ -310,26 +310,18 @@ def test_a_real_round_trip_reads_back_the_event(tenant: Tenant) -> None:
     assert got["actor"] == {"id": "usr_42", "name": "Ada", "type": "user"}
 
 
-def test_large_batches_are_gzipped_and_the_real_server_stores_them(tmp_path: Path) -> None:
+def test_large_batches_are_gzipped_and_the_real_server_stores_them(tenant: Tenant) -> None:
     """Bodies over 1 KiB go out gzip-compressed; the server inflates and stores every event."""
-    import httpx
-
-    from vigil.testing import ServerProcess, tenant_with_key
-
-    db = str(tmp_path / "v.db")
-    _, key = tenant_with_key(db, "acme", "ingest,read")
-    with ServerProcess(db) as server:
-        client = Client(server.url, key, batch_size=50)
-        ids = [
-            client.record("doc.edited", actor_id=f"u{i}", metadata={"n": i, "pad": "x" * 40})
-            for i in range(120)
-        ]
-        assert client.flush(30)
-        client.close()
-        got = httpx.get(
-            server.url + "/v1/events?limit=1000", headers={"Authorization": f"Bearer {key}"}
-        ).json()
-        assert {e["id"] for e in got["data"]} == set(ids)
+    client = Client(tenant.url, tenant.key, batch_size=50)
+    ids = [
+        client.record("doc.edited", actor_id=f"u{i}", metadata={"n": i, "pad": "x" * 40}) for i in range(120)
+    ]
+    assert client.flush(30)
+    client.close()
+    got = httpx.get(
+        tenant.url + "/v1/events?limit=1000", headers={"Authorization": f"Bearer {tenant.key}"}
+    ).json()
+    assert {e["id"] for e in got["data"]} == set(ids)
 
 
 def test_compression_is_on_by_default_and_can_be_turned_off() -> None:

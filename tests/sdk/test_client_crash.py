@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sdk_support import assert_exactly_once, server_ids, wait_for
+from sdk_support import Tenant, assert_exactly_once, server_ids, wait_for
 
 from vigil.sdk import Client
-from vigil.testing import HOST, ServerProcess, free_port, tenant_with_key
+from vigil.testing import HOST, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return proc.stdout.readline()
 
 
-def test_events_flushed_before_a_sigkill_all_arrive_once(tmp_path: Path) -> None:
+def test_events_flushed_before_a_sigkill_all_arrive_once(tmp_path: Path, tenant: Tenant) -> None:
     """SIGKILL an app after flush() spooled its N events (and while it keeps spooling more); a new client on
     its spool directory, now with a server, delivers all N, each exactly once, and nothing twice."""
     spool = tmp_path / "spool"
@@ -75,24 +75,21 @@ def test_events_flushed_before_a_sigkill_all_arrive_once(tmp_path: Path) -> None
     assert len(set(flushed)) == N
     assert list(spool.glob("*.spool"))
 
-    database = str(tmp_path / "vigil.db")
-    with ServerProcess(database) as server:
-        _, key = tenant_with_key(database, "acme")
-        client = Client(server.url, key, spool, flush_interval=0.05)  # the dead app's lock went with it
+    client = Client(tenant.url, tenant.key, spool, flush_interval=0.05)  # the dead app's lock went with it
+    try:
+
+        def delivered() -> bool:
+            return client.stats.queued == 0 and not list(spool.glob("*.spool"))
+
         try:
-
-            def delivered() -> bool:
-                return client.stats.queued == 0 and not list(spool.glob("*.spool"))
-
-            try:
-                wait_for(delivered, 120, "the spool's replay")
-            except AssertionError as exc:  # say where it stood: counters and what is left on disk
-                left = {p.name: p.stat().st_size for p in spool.iterdir()}
-                raise AssertionError(f"{exc}; stats {client.stats}; spool {left}") from None
-            stats = client.stats
-        finally:
-            assert client.close(30)
-        on_server = server_ids(server.url, key)
+            wait_for(delivered, 120, "the spool's replay")
+        except AssertionError as exc:  # say where it stood: counters and what is left on disk
+            left = {p.name: p.stat().st_size for p in spool.iterdir()}
+            raise AssertionError(f"{exc}; stats {client.stats}; spool {left}") from None
+        stats = client.stats
+    finally:
+        assert client.close(30)
+    on_server = server_ids(tenant.url, tenant.key)
 
     assert_exactly_once(flushed, on_server)
     assert stats.replayed == len(on_server) + stats.duplicates

@@ -65,7 +65,11 @@ class App(threading.Thread):
 
 def test_an_outage_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
     """Record through a 30 s outage (SIGTERM, then a restart on the same database): the client spools while
-    the server is away and replays after; the log then holds every recorded event, each once."""
+    the server is away and replays after; the log then holds every recorded event, each once.
+
+    SQLite only, unlike the other SDK tests: the store's part here (a server restarted on the same database,
+    replays answered ``duplicate``) runs on PostgreSQL in tests/test_crash.py and in the spool and crash tests
+    of this folder, and a PostgreSQL copy would add another 40 s of mostly waiting."""
     database = str(tmp_path / "vigil.db")
     port = free_port()
     server = FixedPortServer(database, port).start()
