@@ -103,7 +103,8 @@ def test_times_that_leave_the_calendar_in_utc_are_rejected() -> None:
 def test_an_integral_float_status_is_the_integer_json_schema_says_it_is() -> None:
     """JSON Schema's integer admits 100.0 (schemathesis sends it): stored as 100; 200.5 and 700.0 are refused."""
     events = [
-        {"action": "a.b", "actor": {"id": "u"}, "context": {"status": status}} for status in (100.0, 200.5, 700.0)
+        {"action": "a.b", "actor": {"id": "u"}, "context": {"status": status}}
+        for status in (100.0, 200.5, 700.0)
     ]
     good, bad = prepare_batch(msgspec.json.encode(events), "application/json", "acme", 0)
     assert [g.index for g in good] == [0]
