@@ -54,6 +54,7 @@ def test_postgres_workers_get_the_url_without_it_on_a_command_line(
     def look(_: int) -> None:  # called here while the workers are alive
         seen.extend(Path(f"/proc/{p.pid}/cmdline").read_bytes() for p in multiprocessing.active_children())
 
+    monkeypatch.setattr(integrity, "STEAL", False)  # this process would otherwise take queued jobs too
     monkeypatch.setattr(integrity, "_check_span", _not_in_this_process)
     again = open_store(url, settings)
     try:
@@ -104,4 +105,4 @@ def test_workers_that_cannot_open_the_store_leave_the_check_to_this_process(
         report = verify_tenant(_Unreachable(store, tmp_path), acme, signer.vkey, workers=2)
     assert (report.events, report.checkpoints) == (expected.events, expected.checkpoints) == (600, 2)
     assert "verify workers could not start" in caplog.text
-    assert spans == [0, 256, 512]
+    assert sorted(spans) == [0, 256, 512]  # each once; this process may take them from the end

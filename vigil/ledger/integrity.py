@@ -22,7 +22,7 @@ import multiprocessing
 import operator
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -202,24 +202,54 @@ def _span_job(job: tuple[int, str, int, int, list[int]]) -> _Span:
     return _check_span(_worker_store, *job)
 
 
-def _pool(database: str, workers: int) -> ProcessPoolExecutor | None:
-    """Worker processes with the store at ``database`` (a path or URL) open, or None when they cannot start."""
+STEAL = True
+"""Whether this process checks queued jobs itself while it waits for the workers (tests turn it off to pin
+that the workers did the checking)."""
+
+
+def _pool(database: str, workers: int) -> ProcessPoolExecutor:
+    """Worker processes that open the store at ``database`` (a path or URL) as they start."""
     # spawn, not fork: this process runs threads (the store's writer), which a forked child must not inherit
-    pool = ProcessPoolExecutor(
+    return ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_open_worker,
         initargs=(database,),
     )
-    try:
-        pool.submit(int).result()
-    except BrokenProcessPool as exc:
-        # e.g. the caller is a script without an ``if __name__ == "__main__":`` guard, which spawn re-runs, or
-        # the workers cannot open the store (a PostgreSQL server that refuses more connections)
-        log.warning("verify workers could not start (%s); verifying in this process", exc)
-        pool.shutdown(cancel_futures=True)
-        return None
-    return pool
+
+
+def _gather(
+    pool: ProcessPoolExecutor, store: Store, jobs: list[tuple[int, str, int, int, list[int]]]
+) -> Iterator[_Span]:
+    """The spans of ``jobs`` in order, checked by the workers and by this process alike.
+
+    Workers take jobs from the front; while the next result is not ready, this process takes the last job no
+    worker has started (a queued future can still be cancelled) and checks it itself. So it works while the
+    workers spawn and at the end, instead of waiting. If the workers cannot start (a script without an
+    ``if __name__ == "__main__":`` guard, which spawn re-runs, or a store that refuses more connections),
+    every job is checked here.
+    """
+    futures = [pool.submit(_span_job, job) for job in jobs]
+    local: dict[int, _Span] = {}
+    last = len(jobs) - 1
+    broken = False
+    for i, fut in enumerate(futures):
+        while STEAL and i not in local and last > i and not fut.done():
+            if not futures[last].cancel():
+                last = i  # workers start jobs in order: everything before this one is taken too
+                break
+            local[last] = _check_span(store, *jobs[last])
+            last -= 1
+        if i in local:
+            yield local.pop(i)
+            continue
+        try:
+            yield fut.result()
+        except BrokenProcessPool as exc:
+            if not broken:
+                log.warning("verify workers could not start (%s); verifying in this process", exc)
+                broken = True
+            yield _check_span(store, *jobs[i])
 
 
 def _cpus() -> int:
@@ -332,10 +362,10 @@ def verify_tenant(
             if progress is not None:
                 progress(hi - lo)
 
-    pool = _pool(database, min(workers, len(jobs))) if database and workers > 1 and len(jobs) > 1 else None
-    if pool is not None:
+    if database and workers > 1 and len(jobs) > 1:
+        pool = _pool(database, min(workers, len(jobs)))
         try:
-            merge(pool.map(_span_job, jobs))
+            merge(_gather(pool, store, jobs))
         finally:
             pool.shutdown(cancel_futures=True)
     else:
