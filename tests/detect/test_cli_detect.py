@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _seed(db: str) -> None:
         store.append(
             t.id,
             [
-                prepare_event(msgspec.convert(e, EventIn), "acme", 1_800_000_000_000_000 + i)
+                prepare_event(msgspec.convert(e, EventIn), "acme", time.time_ns() // 1000 + i)
                 for i, e in enumerate(events)
             ],
         )  # type: ignore[misc]
@@ -65,9 +66,9 @@ def test_rules_test_runs_the_builtin_examples() -> None:
     assert report["failed"] == [] and report["passed"] >= 50
 
 
-def test_detect_until_idle_then_alerts_list(tmp_path: Path) -> None:
+def test_detect_until_idle_then_alerts_list(database: str) -> None:
     """detect --until-idle processes what is committed and exits; alerts list shows what it raised."""
-    db = str(tmp_path / "v.db")
+    db = database
     _seed(db)
     report = json.loads(run("detect", "--until-idle", "--database", db, "--json").stdout)
     assert report["events"] == 11 and report["alerts"] == 2
@@ -77,9 +78,9 @@ def test_detect_until_idle_then_alerts_list(tmp_path: Path) -> None:
     assert "vigil.brute_force" in text
 
 
-def test_hunting_with_one_rule_after_the_fact(tmp_path: Path) -> None:
+def test_hunting_with_one_rule_after_the_fact(database: str) -> None:
     """The follower ran with MFA disabled off for acme; a hunt with that rule finds it, once."""
-    db = str(tmp_path / "v.db")
+    db = database
     _seed(db)
     run("rules", "disable", "vigil.mfa_disabled", "--tenant", "acme", "--database", db)
     first = json.loads(run("detect", "--until-idle", "--database", db, "--json").stdout)
@@ -93,9 +94,9 @@ def test_hunting_with_one_rule_after_the_fact(tmp_path: Path) -> None:
     assert sorted(a["rule"] for a in listed) == ["vigil.brute_force", "vigil.mfa_disabled"]
 
 
-def test_rule_thresholds_are_set_per_tenant_and_checked(tmp_path: Path) -> None:
+def test_rule_thresholds_are_set_per_tenant_and_checked(database: str) -> None:
     """rules set takes NAME=VALUE with the default's type; unknown names and wrong types are refused."""
-    db = str(tmp_path / "v.db")
+    db = database
     _seed(db)
     run("rules", "set", "vigil.brute_force", "failures=20", "--tenant", "acme", "--database", db)
     assert (
@@ -113,9 +114,9 @@ def test_rule_thresholds_are_set_per_tenant_and_checked(tmp_path: Path) -> None:
     )
 
 
-def test_bad_detect_arguments_are_explained(tmp_path: Path) -> None:
+def test_bad_detect_arguments_are_explained(database: str) -> None:
     """--tenant without --since, an unknown rule and a bad duration each get a clear message."""
-    db = str(tmp_path / "v.db")
+    db = database
     _seed(db)
     assert "--tenant goes with --since" in run("detect", "--tenant", "acme", "--database", db, code=2).output
     assert (
@@ -152,9 +153,9 @@ def test_rules_lint_reports_every_file_and_exits_1_on_refusals() -> None:
     assert run("rules", "lint", str(RULES)).exit_code == 0
 
 
-def test_detect_runs_sigma_rules_beside_the_builtins(tmp_path: Path) -> None:
+def test_detect_runs_sigma_rules_beside_the_builtins(database: str, tmp_path: Path) -> None:
     """A Sigma rule from --rules raises alerts through the same engine as the built-ins."""
-    db = str(tmp_path / "v.db")
+    db = database
     _seed(db)
     rule = tmp_path / "rules" / "mfa.yml"
     rule.parent.mkdir()

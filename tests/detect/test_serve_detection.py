@@ -4,12 +4,12 @@ killed (SIGKILL) in the middle of an attack still raises it exactly once after t
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from vigil.settings import Settings
 from vigil.store import open_store
 from vigil.testing import ServerProcess, cli_json, tenant_with_key
 
@@ -39,14 +39,15 @@ def _alerts(server: ServerProcess, key: str, want: int, timeout: float = 15) -> 
         time.sleep(0.1)
 
 
-def test_an_attack_survives_a_sigkill_of_the_server(tmp_path: Path) -> None:
+def test_an_attack_survives_a_sigkill_of_the_server(settings: Settings) -> None:
     """6 failures, SIGKILL, restart, 5 failures: one brute-force alert, holding all ten that made it fire."""
-    db = str(tmp_path / "v.db")
+    db = settings.database
     _, ingest = tenant_with_key(db, "acme", "ingest")
     security = str(
         cli_json("keys", "create", "--tenant", "acme", "--scope", "security", "--database", db)["key"]
     )
-    server = ServerProcess(db, extra=["--checkpoint-interval", "0"]).start()
+    key = ["--signing-key", settings.signing_key] if settings.signing_key else []
+    server = ServerProcess(db, extra=["--checkpoint-interval", "0", *key]).start()
     try:
         r = httpx.post(
             server.url + "/v1/events", json=_failures(6), headers={"Authorization": f"Bearer {ingest}"}
@@ -56,7 +57,7 @@ def test_an_attack_survives_a_sigkill_of_the_server(tmp_path: Path) -> None:
         time.sleep(0.5)  # let the engine process them: the restart must rebuild its window from the log
         assert _alerts(server, security, 1, timeout=0) == []
         server.kill()
-        store = open_store(db)
+        store = open_store(db, settings)
         try:  # the six were processed before the kill: after the restart only the replay remembers them
             assert store.detect_cursor(store.get_tenant("acme").id) == 6
         finally:
