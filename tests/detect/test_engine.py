@@ -190,3 +190,18 @@ def test_an_account_id_with_a_nul_byte_does_not_stall_detection(store: Store) ->
     engine(store).run_until_idle()
     (alert,) = alerts(store)
     assert alert.group == {"account": "usr\ufffdv"} and "\x00" not in alert.summary + alert.dedup_key
+
+
+def test_an_engine_that_lost_a_race_rebuilds_without_counting_twice(store: Store) -> None:
+    """Two engines on one store: the one whose commit conflicts starts its rules afresh from the log, so the
+    batch it dropped is not counted again (10 distinct failures fire; double counting would have spent them)."""
+    store.create_tenant("acme")
+    failures(store, "acme", 6)
+    late = engine(store)  # started at cursor 0, has not processed anything yet
+    engine(store).run_until_idle()  # the other engine takes the six
+    assert late.step() >= 1  # its commit conflicts: it rebuilds from cursor 6
+    assert store.detect_cursor(store.get_tenant("acme").id) == 6 and alerts(store) == []
+    failures(store, "acme", 4, start_s=6 * 15)
+    late.run_until_idle()
+    (alert,) = alerts(store)
+    assert alert.rule_id == "vigil.brute_force" and len(alert.evidence) == 10

@@ -72,6 +72,10 @@ class Builtin:
     def hits(self, ev: Ev) -> list[Hit]:
         raise NotImplementedError
 
+    def fresh(self) -> Builtin:
+        """The same rule with empty state."""
+        return type(self)(self._params)
+
     def sweep(self, now_us: int) -> None:
         """Forget state older than the rule's window."""
 
@@ -456,6 +460,9 @@ class _GeoRule(Builtin):
     def __init__(self, geo: Geo | None, params: Params = default_params) -> None:
         super().__init__(params)
         self.geo = geo
+
+    def fresh(self) -> Builtin:
+        return type(self)(self.geo, self._params)
 
     def place(self, ev: Ev) -> Place | None:
         ip = _ip(ev)

@@ -100,6 +100,10 @@ class Stats:
     tenants: set[str] = field(default_factory=set)
 
 
+class _CursorMoved(Exception):
+    """Another engine committed past this engine's cursor of a tenant."""
+
+
 class TenantRules:
     """Per-tenant rule settings from the store: which rules are off, and threshold overrides."""
 
@@ -211,7 +215,19 @@ class Engine:
         if time.monotonic() - self.tenant_rules.loaded_at > 10:
             self.tenant_rules.load(self.store)
         self._refresh_tenants()
-        return sum(self._catch_up(tenant) for tenant in list(self._tenants.values()))
+        done = 0
+        try:
+            for tenant in list(self._tenants.values()):
+                done += self._catch_up(tenant)
+        except _CursorMoved as moved:
+            # Another engine moved this tenant's cursor. The rules' windows already hold the batch just dropped,
+            # and they are shared by every tenant: start every rule afresh and rebuild every tenant from the
+            # cursors as they are now.
+            log.warning("detection cursor of %s moved under this engine; rebuilding", moved.args[0])
+            self._reset()
+            self._refresh_tenants()
+            done = max(done, 1)  # not idle: look again
+        return done
 
     def _catch_up(self, tenant: Tenant) -> int:
         done = 0
@@ -225,15 +241,25 @@ class Engine:
             try:
                 stored = self.store.commit_detection(tenant.id, [self._alert(h) for h in hits], (cursor, end))
             except Conflict:
-                # another engine moved this tenant's cursor: start over from where it is now
-                log.warning("detection cursor of %s moved under this engine; rebuilding", tenant.slug)
-                self._tenants.pop(tenant.id, None)
-                return done
+                self.stats.events += done
+                raise _CursorMoved(tenant.slug) from None
             self.stats.alerts += sum(1 for a in stored if a.new)
             done += end - cursor
             cursor = self._cursors[tenant.id] = end
         self.stats.events += done
         return done
+
+    def _reset(self) -> None:
+        fresh = []
+        for e in self.evaluators:
+            make: Callable[[], Evaluator] | None = getattr(e, "fresh", None)
+            if make is None:
+                raise TypeError(f"{type(e).__name__} cannot be rebuilt (it has no fresh())")
+            fresh.append(make())
+        self.evaluators = fresh
+        self.dispatch = Dispatch(fresh)
+        self._tenants.clear()
+        self._cursors.clear()
 
     def _feed(self, ev: Ev) -> list[Hit]:
         self._fed += 1
