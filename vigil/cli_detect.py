@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from vigil.cli import _emit, _open, _settings, json_option, main, setting_options
-from vigil.errors import InvalidRequest, RuleError, VigilError
+from vigil.detect.rules import RuleInfo
+from vigil.errors import RuleError, VigilError
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -270,20 +271,29 @@ def rules_lint(path: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _known_rule(rule_id: str, rules_dir: str | None) -> RuleInfo:
+    """The rule named ``rule_id``: a built-in, or a Sigma rule of ``rules_dir``; an unknown id is an error."""
+    from vigil.detect.loader import load_rules
+
+    known = {r.id: r for r in load_rules(_settings(rules=rules_dir)).rules}
+    if rule_id not in known:
+        hint = "" if rules_dir else " (a Sigma rule needs --rules DIR)"
+        raise click.BadParameter(f"no rule {rule_id!r}; see vigil rules list{hint}")
+    return known[rule_id]
+
+
 def _rule_setting(store: Any, tenant: str, rule_id: str) -> Any:
-    from vigil.detect.builtin import BUILTIN_RULES
     from vigil.store.detection import RuleSetting
 
     t = store.get_tenant(tenant)
     current = next((s for s in store.rule_settings() if s.tenant_id == t.id and s.rule_id == rule_id), None)
-    if current is None and rule_id not in {r.id for r in BUILTIN_RULES} and "." not in rule_id:
-        raise InvalidRequest(f"no built-in rule {rule_id!r}; see vigil rules list")
     return current or RuleSetting(t.id, rule_id)
 
 
-def _toggle(rule_id: str, tenant: str, database: str | None, enabled: bool) -> None:
+def _toggle(rule_id: str, tenant: str, database: str | None, rules_dir: str | None, enabled: bool) -> None:
     from dataclasses import replace
 
+    _known_rule(rule_id, rules_dir)
     store = _open(_settings(database=database))
     try:
         store.set_rule_setting(replace(_rule_setting(store, tenant, rule_id), enabled=enabled))
@@ -295,19 +305,19 @@ def _toggle(rule_id: str, tenant: str, database: str | None, enabled: bool) -> N
 @rules.command("enable")
 @click.argument("rule_id")
 @click.option("--tenant", required=True, help="Tenant slug.")
-@setting_options("database")
-def rules_enable(rule_id: str, tenant: str, database: str | None) -> None:
+@setting_options("database", "rules")
+def rules_enable(rule_id: str, tenant: str, database: str | None, rules: str | None) -> None:
     """Turn a rule back on for a tenant."""
-    _toggle(rule_id, tenant, database, True)
+    _toggle(rule_id, tenant, database, rules, True)
 
 
 @rules.command("disable")
 @click.argument("rule_id")
 @click.option("--tenant", required=True, help="Tenant slug.")
-@setting_options("database")
-def rules_disable(rule_id: str, tenant: str, database: str | None) -> None:
+@setting_options("database", "rules")
+def rules_disable(rule_id: str, tenant: str, database: str | None, rules: str | None) -> None:
     """Turn a rule off for a tenant (its hits raise no alerts for that tenant)."""
-    _toggle(rule_id, tenant, database, False)
+    _toggle(rule_id, tenant, database, rules, False)
 
 
 @rules.command("set")
@@ -316,26 +326,25 @@ def rules_disable(rule_id: str, tenant: str, database: str | None) -> None:
 @click.option("--tenant", required=True, help="Tenant slug.")
 @setting_options("database")
 def rules_set(rule_id: str, values: tuple[str, ...], tenant: str, database: str | None) -> None:
-    """Override a rule's thresholds for a tenant: NAME=VALUE ... (values are JSON: 20, "x", ["10.0.0.0/8"])."""
+    """Override a built-in rule's thresholds for a tenant: NAME=VALUE ... (values are JSON: 20, "x",
+    ["10.0.0.0/8"]). A Sigma rule's thresholds are in its file."""
     from dataclasses import replace
 
-    from vigil.detect.builtin import BUILTIN_RULES
-
-    known = {r.id: r for r in BUILTIN_RULES}
+    rule = _known_rule(rule_id, None)
     params: dict[str, Any] = {}
     for item in values:
         name, sep, raw = item.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{item!r}: use NAME=VALUE")
-        if rule_id in known and name not in known[rule_id].params:
-            allowed = ", ".join(known[rule_id].params) or "none"
+        if name not in rule.params:
+            allowed = ", ".join(rule.params) or "none"
             raise click.BadParameter(f"{rule_id} has no threshold {name!r} (it has: {allowed})")
         try:
             params[name] = json.loads(raw)
         except json.JSONDecodeError:
             params[name] = raw
-        default = known[rule_id].params.get(name) if rule_id in known else None
-        if default is not None and type(params[name]) is not type(default):
+        default = rule.params[name]
+        if type(params[name]) is not type(default):
             raise click.BadParameter(f"{name} takes a {type(default).__name__}, like {json.dumps(default)}")
     store = _open(_settings(database=database))
     try:

@@ -169,3 +169,22 @@ def test_detect_runs_sigma_rules_beside_the_builtins(database: str, tmp_path: Pa
     listed = json.loads(run("alerts", "list", "--database", db, "--json").stdout)
     sigma = [a for a in listed if a["rule"] == "7d1d2a4e-0000-4000-8000-000000000001"]
     assert len(sigma) == 1 and sigma[0]["severity"] == "P1" and sigma[0]["techniques"] == ["T1556.006"]
+
+
+def test_sigma_rules_can_be_turned_off_per_tenant_and_unknown_ids_are_refused(database: str) -> None:
+    """enable/disable know the Sigma rules of --rules; an id no rule has is refused, with a hint."""
+    _seed(database)
+    rule_id = "1c3f5a55-3a3b-4f5d-9d55-6a1f0e0a1b01"
+    run("rules", "disable", rule_id, "--tenant", "acme", "--database", database, "--rules", str(RULES))
+    store = open_store(database)
+    try:
+        (setting,) = store.rule_settings()
+    finally:
+        store.close()
+    assert (setting.rule_id, setting.enabled) == (rule_id, False)
+    bad = run("rules", "disable", rule_id, "--tenant", "acme", "--database", database, code=2)
+    assert "a Sigma rule needs --rules DIR" in bad.output
+    assert (
+        "no rule 'vigil.nope'"
+        in run("rules", "enable", "vigil.nope", "--tenant", "acme", "--database", database, code=2).output
+    )
