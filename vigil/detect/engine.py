@@ -239,7 +239,7 @@ class Engine:
             for row in self.store.read_range(tenant.id, cursor, end):
                 hits.extend(self._feed(ev_of(tenant.slug, *_seq_body(row))))
             try:
-                stored = self.store.commit_detection(tenant.id, [self._alert(h) for h in hits], (cursor, end))
+                stored = self.store.commit_detection(tenant.id, [alert_of(h) for h in hits], (cursor, end))
             except Conflict:
                 self.stats.events += done
                 raise _CursorMoved(tenant.slug) from None
@@ -275,10 +275,6 @@ class Engine:
         ]
         self.stats.hits += len(hits)
         return hits
-
-    @staticmethod
-    def _alert(hit: Hit) -> NewAlert:
-        return alert_of(hit)
 
     def run_until_idle(self) -> Stats:
         """Process what is committed now, then return."""
