@@ -28,7 +28,7 @@ from support import database_args
 from vigil.auth import create_key
 from vigil.cli import main
 from vigil.ingest.intake import Prepared
-from vigil.ledger import integrity
+from vigil.ledger import bulk, integrity
 from vigil.ledger.checkpoints import Signer, make_checkpoint
 from vigil.ledger.integrity import verify_tenant
 from vigil.ledger.merkle import CompactRange
@@ -564,6 +564,16 @@ def test_a_log_growing_during_verify_is_not_reported_as_tampered(
     assert verify_tenant(store, acme, signer.vkey).events == 300 + grow
 
 
+def with_newline(body: bytes) -> bytes:
+    """The body with a raw newline after its opening brace: still JSON, but no longer canonical. vigil verify
+    reads bodies packed, newline-separated; a newline inside one must not split it into two."""
+    return b"{\n" + body[1:]
+
+
+def _set_rehashed(a: Attacker, seq: int, body: bytes) -> None:
+    a.set_event(seq, body, hashlib.sha256(b"\x00" + body).digest())
+
+
 def _byte_then_gap(a: Attacker) -> None:
     a.set_event(520, one_byte_changed(a.row(520)[0]))
     a.delete(530)
@@ -588,7 +598,50 @@ ATTACKS: list[tuple[str, Callable[[Attacker], object], str]] = [
         "checkpoint at size 300: stored size and root differ",
     ),
     ("tree-data", lambda a: a.set_tree_node(8, 1, bytes(32)), "tree data for seqs 256..511"),
+    (
+        "newline-100",
+        lambda a: a.set_event(100, with_newline(a.row(100)[0])),
+        "seq 100: stored leaf hash does not match",
+    ),
+    (
+        "newline-rehashed-100",
+        lambda a: _set_rehashed(a, 100, with_newline(a.row(100)[0])),
+        "tree data for seqs 0..255",
+    ),
+    (
+        "short-leaf-300",
+        lambda a: a.set_event(300, a.row(300)[0], a.row(300)[1][:31]),
+        "seq 300: stored leaf hash does not match",
+    ),
+    (
+        "globex-event-333",
+        lambda a: a.set_event(333, *a.row(3, a.tenant("globex"))),
+        "seq 333: the event names another tenant",
+    ),
 ]
+
+
+def _before_and_after(
+    f: Filled, attack: Callable[[Attacker], object], switch: Callable[[], None], workers: int
+) -> list[str]:
+    """What verify_tenant says of the attacked log in one process, then with ``workers`` after ``switch()``."""
+    with attacker(f.settings.database, f.tenant_id) as a:
+        attack(a)
+    store = open_store(f.settings.database, f.settings)
+    outcomes = []
+    try:
+        acme = store.get_tenant("acme")
+        for n in (1, workers):
+            if outcomes:
+                switch()
+            try:
+                report = verify_tenant(store, acme, f.vkey, workers=n)
+                outcomes.append(f"ok {report.events} {report.checkpoints}")
+            except VerificationError as exc:
+                outcomes.append(str(exc))
+    finally:
+        store.close()
+    return outcomes
 
 
 @pytest.mark.parametrize(("attack", "expected"), [a[1:] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
@@ -596,23 +649,30 @@ def test_worker_processes_report_what_one_process_reports(
     filled: Filled, attack: Any, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checked by two worker processes, span by span, the log passes or fails exactly as it does in one process."""
-    with attacker(filled.settings.database, filled.tenant_id) as a:
-        attack(a)
-    store = open_store(filled.settings.database, filled.settings)
-    outcomes = []
-    try:
-        acme = store.get_tenant("acme")
-        for workers in (1, 2):
-            if workers > 1:  # workers open the store again, by its path or URL: no span is checked in here
-                monkeypatch.setattr(integrity, "STEAL", False)  # else this process takes queued jobs too
-                monkeypatch.setattr(integrity, "_check_span", _not_in_this_process)
-            try:
-                report = verify_tenant(store, acme, filled.vkey, workers=workers)
-                outcomes.append(f"ok {report.events} {report.checkpoints}")
-            except VerificationError as exc:
-                outcomes.append(str(exc))
-    finally:
-        store.close()
+
+    def only_workers() -> (
+        None
+    ):  # workers open the store again, by its path or URL: no span is checked in here
+        monkeypatch.setattr(integrity, "STEAL", False)  # else this process takes queued jobs too
+        monkeypatch.setattr(integrity, "_check_span", _not_in_this_process)
+
+    outcomes = _before_and_after(filled, attack, only_workers, workers=2)
+    assert outcomes[0] == outcomes[1]
+    assert expected in outcomes[0]
+
+
+@pytest.mark.parametrize(("attack", "expected"), [a[1:] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
+def test_python_hashing_reports_what_the_c_extension_reports(
+    filled: Filled, attack: Any, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the C extension (an install with no compiler), verify hashes in Python and must pass or fail
+    exactly as with it."""
+
+    def python_hashing() -> None:
+        monkeypatch.setattr(integrity, "joined_leaf_hashes", bulk.py_joined_leaf_hashes)
+        monkeypatch.setattr(integrity, "subtree_roots", bulk.py_subtree_roots)
+
+    outcomes = _before_and_after(filled, attack, python_hashing, workers=1)
     assert outcomes[0] == outcomes[1]
     assert expected in outcomes[0]
 

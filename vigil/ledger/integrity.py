@@ -9,7 +9,9 @@ the ``seq`` or checkpoint, what was expected and what was found.
 The events are read and hashed a span at a time. Spans start on 256-leaf block boundaries, so each one reduces to
 the roots of its complete blocks (plus the leaves a checkpoint needs), and large logs have their spans checked by
 worker processes in parallel; the tree above the blocks, the tree data and the checkpoints are checked here, in
-log order, so the first failure reported is the same either way.
+log order, so the first failure reported is the same either way. Within a span, events are read 4,096 at a time
+as one packed row and hashed in bulk (``vigil.ledger.bulk``); a chunk where anything looks off is read again
+row by row, with its seqs, to name the first bad event.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import hashlib
 import itertools
 import logging
 import multiprocessing
-import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,8 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from vigil.ledger.bulk import joined_leaf_hashes, subtree_roots
 from vigil.ledger.checkpoints import origin_of
-from vigil.ledger.merkle import CompactRange, consistency_proof, decompose
+from vigil.ledger.merkle import HASH_SIZE, CompactRange, consistency_proof, decompose
 from vigil.ledger.tiles import TILE_HEIGHT, TILE_WIDTH
 from vigil.store.base import Store, Tenant
 from vigil.verifier import VerificationError, verify_checkpoint, verify_consistency
@@ -81,12 +83,6 @@ def _root(upper: CompactRange, block: list[bytes]) -> bytes:
     return h
 
 
-_leaf = operator.itemgetter(1)
-_body = operator.itemgetter(2)
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
-
-
 @dataclass
 class _Span:
     """What checking events [lo, hi) found: complete block roots, checkpoint leaves, and the first bad event."""
@@ -102,8 +98,9 @@ class _Span:
 
 def _read_checked(
     store: Store, tenant_id: int, expected: int, end: int, span: _Span
-) -> tuple[int, list[bytes], list[bytes]]:
-    """Read seqs [expected, end) with their seqs; on a gap, record it in ``span`` and return what precedes it."""
+) -> list[tuple[bytes, bytes]]:
+    """(leaf hash, body) of seqs [expected, end) read with their seqs; on a gap, record it in ``span`` and return
+    what precedes it."""
     rows = store.read_range(tenant_id, expected, end)
     good = len(rows)
     if not rows:  # the span ends in a gap: say where the log goes on, if it does nearby
@@ -122,50 +119,71 @@ def _read_checked(
             expected + good,
             seq,
         )
-    chunk = rows[:good]
-    return good, list(map(_leaf, chunk)), list(map(_body, chunk))
+    return [(leaf, body) for _, leaf, body in rows[:good]]
+
+
+def _split(hashes: bytes) -> list[bytes]:
+    return [hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
+
+
+def _read_packed(store: Store, tenant_id: int, lo: int, hi: int, tail: bytes) -> bytes | None:
+    """The leaf hashes of seqs [lo, hi) (32 bytes each, concatenated), recomputed from one packed read, when the
+    whole chunk checks out: every seq stored, every stored leaf hash matching its body, every body ending with
+    ``tail``. None when anything is off, or merely looks odd: the caller then reads the chunk row by row to
+    find and name what is wrong."""
+    n = hi - lo
+    count, stored, joined = store.read_packed(tenant_id, lo, hi)
+    if count != n or len(stored) != HASH_SIZE * n:
+        return None
+    # Canonical JSON holds no raw newline, so the parts are the bodies (a body holding one, which only a tampered
+    # one can, changes the number of parts), and each ends with the tenant mark.
+    hashes = joined_leaf_hashes(joined, n, tail)
+    return hashes if hashes is not None and hashes == stored else None
+
+
+def _check_rows(store: Store, tenant_id: int, lo: int, hi: int, mark: bytes, span: _Span) -> bytes:
+    """The leaf hashes of the good events at the start of [lo, hi), read and checked row by row; the first bad
+    one (a missing seq, a leaf hash that does not match, another tenant's event) is recorded in ``span``."""
+    sha = hashlib.sha256
+    rows = _read_checked(store, tenant_id, lo, hi, span)
+    hashes = [sha(b"\x00" + body).digest() for _, body in rows]
+    good = len(rows)
+    for i, (h, (leaf, body)) in enumerate(zip(hashes, rows, strict=True)):
+        if h != leaf:
+            good = i
+            span.error = (lo + i, "stored leaf hash does not match the event's bytes", h, leaf)
+            break
+        if mark not in body:
+            good = i
+            span.error = (lo + i, "the event names another tenant", None, None)
+            break
+    return b"".join(hashes[:good])
 
 
 def _check_span(store: Store, tenant_id: int, slug: str, lo: int, hi: int, sizes: list[int]) -> _Span:
     """Check events [lo, hi) (``lo`` on a block boundary) on their own: no gap, leaf hashes, tenant."""
-    sha = hashlib.sha256
     mark = b'"tenant":"' + slug.encode() + b'"'
+    # Canonical JSON sorts keys and "tenant" sorts last, so the mark ends every body of the tenant: a cheap test
+    # on packed bodies. Row by row, only its presence is required.
     tail = mark + b"}"
     want = [c for c in sizes if lo < c <= hi and c % TILE_WIDTH]
     span = _Span(lo)
     expected = lo
-    # a store may hand over a whole gap-free chunk without seqs (cheaper to read); None means look closer
-    read_span: Callable[[int, int, int], list[tuple[bytes, bytes]] | None] | None = getattr(
-        store, "read_span", None
-    )
     while expected < hi:
         end = min(expected + CHUNK, hi)
-        pairs = read_span(tenant_id, expected, end) if read_span is not None else None
-        if pairs is not None:
-            good = len(pairs)
-            leaves, bodies = list(map(_first, pairs)), list(map(_second, pairs))
-        else:
-            good, leaves, bodies = _read_checked(store, tenant_id, expected, end, span)
-        hashes = [sha(b"\x00" + body).digest() for body in bodies]
-        if hashes != leaves:
-            good = next(i for i, (h, leaf) in enumerate(zip(hashes, leaves, strict=True)) if h != leaf)
-            what = "stored leaf hash does not match the event's bytes"
-            span.error = (expected + good, what, hashes[good], leaves[good])
-        # Canonical JSON sorts keys and "tenant" sorts last: the mark normally ends the body, a cheap test; the
-        # full search runs only when that fails.
-        if not all(map(bytes.endswith, bodies[:good], itertools.repeat(tail))) and not all(
-            map(operator.contains, bodies[:good], itertools.repeat(mark))
-        ):
-            good = next(i for i, body in enumerate(bodies) if mark not in body)
-            span.error = (expected + good, "the event names another tenant", None, None)
-        # Chunks start on block boundaries (CHUNK is a multiple of the block size) until a gap shows up, and
-        # then nothing after the gap is used.
+        hashes = _read_packed(store, tenant_id, expected, end, tail)
+        if hashes is None:
+            hashes = _check_rows(store, tenant_id, expected, end, mark, span)
+        good = len(hashes) // HASH_SIZE
+        # Chunks start on block boundaries (CHUNK is a multiple of the block size) until a bad event shows up,
+        # and then nothing after it is used.
         while want and want[0] <= expected + good:
             c = want.pop(0)
-            span.partial[c] = hashes[c - c % TILE_WIDTH - expected : c - expected]
-        span.blocks.extend(
-            _block_root(hashes[i : i + TILE_WIDTH]) for i in range(0, good - good % TILE_WIDTH, TILE_WIDTH)
-        )
+            span.partial[c] = _split(
+                hashes[(c - c % TILE_WIDTH - expected) * HASH_SIZE : (c - expected) * HASH_SIZE]
+            )
+        complete = good - good % TILE_WIDTH
+        span.blocks.extend(_split(subtree_roots(hashes[: complete * HASH_SIZE], TILE_WIDTH)))
         if span.error is not None:
             return span
         expected += good
@@ -187,8 +205,8 @@ def _locator(store: Store) -> str | None:
 
 def _open_worker(database: str) -> None:
     # The path or URL arrives pickled through the pipe spawn sets up, never on the worker's command line: a
-    # PostgreSQL URL may hold a password. Workers only read, so neither store needs settings here (the signing
-    # key stays with the caller, which checks the signatures).
+    # PostgreSQL URL may hold a password. Workers only read, so neither store needs settings
+    # here (the signing key stays with the caller, which checks the signatures).
     global _worker_store
     from vigil.store import open_store
 
@@ -225,8 +243,8 @@ def _gather(
 
     Workers take jobs from the front; while the next result is not ready, this process takes the last job no
     worker has started (a queued future can still be cancelled) and checks it itself. So it works while the
-    workers spawn and at the end, instead of waiting. If the workers cannot start (a script without an
-    ``if __name__ == "__main__":`` guard, which spawn re-runs, or a store that refuses more connections),
+    workers start and at the end, instead of waiting. If the workers cannot start (a script without an
+    ``if __name__ == "__main__":`` guard, which each worker re-runs, or a store that refuses more connections),
     every job is checked here.
     """
     futures = [pool.submit(_span_job, job) for job in jobs]
@@ -270,8 +288,9 @@ def verify_tenant(
     ``workers`` processes check the events in parallel, each with the store opened again by its SQLite path or
     PostgreSQL URL; the default is one per CPU (at most 8) for logs of at least PARALLEL_MIN events, else 1 (all
     in this process).
-    Workers are spawned, so a script calling this needs the usual ``if __name__ == "__main__":`` guard; without
-    one the workers cannot start and the log is checked in this process.
+    Workers import the calling script again, so a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard; without one the workers cannot start and the log is checked in this
+    process.
     """
     started = time.perf_counter()
     slug, tid = tenant.slug, tenant.id

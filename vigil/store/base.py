@@ -113,6 +113,11 @@ class Store(Protocol):
     def read_range(self, tenant_id: int, start: int, end: int) -> list[RawEvent]:
         """(seq, leaf hash, body) of seqs [start, end), in order; gaps show as missing seqs."""
 
+    def read_packed(self, tenant_id: int, start: int, end: int) -> tuple[int, bytes, bytes]:
+        """The stored events of seqs [start, end), in seq order and packed by the database for bulk reading: (how
+        many there are, their leaf hashes concatenated, their bodies joined by newlines). Nothing is checked:
+        ``vigil verify`` checks the count and the shape, and reads with ``read_range`` when they are off."""
+
     def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
         """Every stored (level, index, hash) of the tenant's tree data."""
 

@@ -423,6 +423,19 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
                 )
             ]
 
+    def read_packed(self, tenant_id: int, start: int, end: int) -> tuple[int, bytes, bytes]:
+        with self._tenant(tenant_id) as conn:
+            row = conn.execute(
+                "SELECT count(*), string_agg(leaf_hash, ''::bytea ORDER BY seq), "
+                f"string_agg(body, '\\x0a'::bytea ORDER BY seq) FROM {schema_of(tenant_id)}.events "
+                "WHERE seq >= %s AND seq < %s",
+                (start, end),
+            ).fetchone()
+        if row is None:
+            raise RuntimeError("an aggregate returned no row")
+        count, leaves, bodies = row
+        return count, bytes(leaves or b""), bytes(bodies or b"")
+
     def tree_nodes(self, tenant_id: int) -> list[tuple[int, int, bytes]]:
         with self._tenant(tenant_id) as conn:
             return [
