@@ -44,7 +44,7 @@ def test_postgres_workers_get_the_url_without_it_on_a_command_line(
     store: Store, fill: Fill, signer: Signer, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL the workers open the store by its URL, password included, which reaches them pickled
-    through spawn's pipe: it is on no worker's command line."""
+    through a pipe: it is on no worker's command line."""
     if not Path("/proc/self/cmdline").exists():  # Linux only; CI runs Linux, so there this never skips
         pytest.skip("reads the workers' command lines from /proc, which only Linux has (as in CI)")
     acme = fill("acme", (100, 300), total=600)
