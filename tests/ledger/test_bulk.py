@@ -84,6 +84,7 @@ def test_edge_cases_of_the_joined_form(joined: Joined, roots: Roots) -> None:
     assert joined(b"a\nb", 2, b"") == _leaf(b"a") + _leaf(b"b")
     assert joined(SUFFIX, 1, SUFFIX) == _leaf(SUFFIX)
     assert joined(SUFFIX[1:], 1, SUFFIX) is None  # shorter than the suffix
+    assert joined(b"x", 1 << 60, b"") is None  # more parts than bytes
     with pytest.raises(ValueError, match="at least 1"):
         joined(b"x", 0, b"")
 
@@ -113,6 +114,8 @@ def test_subtree_roots_refuse_what_is_not_whole_runs(joined: Joined, roots: Root
         roots(b"\x00" * 96, 2)
     with pytest.raises(ValueError, match="whole runs"):
         roots(b"\x00" * 31, 1)
+    with pytest.raises(ValueError, match="whole runs"):  # a width whose run would not fit in memory
+        roots(b"\x00" * 64, 1 << 60)
 
 
 @pytest.mark.skipif(bulk._merkle is None, reason="the C extension is not built here (CI builds it)")

@@ -48,6 +48,10 @@ joined_leaf_hashes(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     }
     Py_buffer buf;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) return NULL;
+    if (count > buf.len + 1) { /* more parts than bytes to split: none, and count * HASH_LEN might overflow */
+        PyBuffer_Release(&buf);
+        Py_RETURN_NONE;
+    }
     PyObject *out = PyBytes_FromStringAndSize(NULL, count * HASH_LEN);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (out == NULL || ctx == NULL) {
@@ -110,7 +114,8 @@ subtree_roots(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     PyObject *out = NULL;
     unsigned char *level = NULL;
     EVP_MD_CTX *ctx = NULL;
-    if (buf.len % (HASH_LEN * width) != 0) {
+    /* width is compared before it is multiplied, which could overflow */
+    if (buf.len != 0 && (width > buf.len / HASH_LEN || buf.len % (HASH_LEN * width) != 0)) {
         PyErr_Format(PyExc_ValueError, "%zd bytes of hashes do not make whole runs of %zd leaves", buf.len, width);
         goto done;
     }
