@@ -59,22 +59,15 @@ def _fail(
     return VerificationError(f"tenant {tenant}, {where}: {what}", expected=expected, found=found)
 
 
-def _block_root(leaves: list[bytes]) -> bytes:
-    """Root of a perfect subtree from its leaf hashes (len is a power of two)."""
-    sha = hashlib.sha256
-    level = leaves
-    while len(level) > 1:
-        level = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
-    return level[0]
-
-
-def _root(upper: CompactRange, block: list[bytes]) -> bytes:
-    """Root of the tree made of the complete 256-leaf blocks in ``upper`` plus a partial ``block``."""
+def _root(upper: CompactRange, block: bytes) -> bytes:
+    """Root of the tree made of the complete 256-leaf blocks in ``upper`` plus the leaf hashes of a partial
+    ``block`` (32 bytes each, concatenated)."""
     hashes = list(upper.hashes)
     off = 0
-    for level, _ in decompose(len(block)):
-        hashes.append(_block_root(block[off : off + (1 << level)]))
-        off += 1 << level
+    for level, _ in decompose(len(block) // HASH_SIZE):
+        end = off + (HASH_SIZE << level)
+        hashes.append(subtree_roots(block[off:end], 1 << level))
+        off = end
     if not hashes:
         return hashlib.sha256(b"").digest()
     h = hashes[-1]
@@ -90,7 +83,7 @@ class _Span:
     lo: int
     blocks: list[bytes] = field(default_factory=list)
     """Roots of the complete 256-leaf blocks from ``lo``, in order (only those before a bad event)."""
-    partial: dict[int, list[bytes]] = field(default_factory=dict)
+    partial: dict[int, bytes] = field(default_factory=dict)
     """For each checkpoint size not on a block boundary: the leaf hashes of its last, incomplete block."""
     error: tuple[int, str, object, object] | None = None
     """(seq, what, expected, found) of the first bad event."""
@@ -179,9 +172,7 @@ def _check_span(store: Store, tenant_id: int, slug: str, lo: int, hi: int, sizes
         # and then nothing after it is used.
         while want and want[0] <= expected + good:
             c = want.pop(0)
-            span.partial[c] = _split(
-                hashes[(c - c % TILE_WIDTH - expected) * HASH_SIZE : (c - expected) * HASH_SIZE]
-            )
+            span.partial[c] = hashes[(c - c % TILE_WIDTH - expected) * HASH_SIZE : (c - expected) * HASH_SIZE]
         complete = good - good % TILE_WIDTH
         span.blocks.extend(_split(subtree_roots(hashes[: complete * HASH_SIZE], TILE_WIDTH)))
         if span.error is not None:
@@ -359,7 +350,7 @@ def verify_tenant(
                     stored,
                 )
 
-    def check_checkpoint(cp_size: int, partial: list[bytes]) -> None:
+    def check_checkpoint(cp_size: int, partial: bytes) -> None:
         root = _root(upper, partial)
         if root != roots[cp_size]:
             prior = max((s for s in roots if s < cp_size), default=0)
@@ -381,11 +372,11 @@ def verify_tenant(
             for block_end, root in zip(block_ends, span.blocks, strict=True):
                 while pending and pending[0] < block_end:
                     c = pending.pop(0)
-                    check_checkpoint(c, span.partial.get(c, []))  # none on a block boundary
+                    check_checkpoint(c, span.partial.get(c, b""))  # none on a block boundary
                 check_block(root)
             while pending and pending[0] <= end:
                 c = pending.pop(0)
-                check_checkpoint(c, span.partial.get(c, []))
+                check_checkpoint(c, span.partial.get(c, b""))
             if span.error is not None:
                 seq, what, exp, found = span.error
                 raise _fail(slug, f"seq {seq}", what, exp, found)
