@@ -40,3 +40,13 @@ def test_openapi_describes_every_route_and_the_ingest_body(client: TestClient[An
     assert meta["maxProperties"] == 50 and meta["propertyNames"]["maxLength"] == 40
     assert doc["paths"]["/v1/events"]["get"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
+def test_openapi_unions_are_not_exclusive(client: TestClient[Any]) -> None:
+    """No union in the document is a oneOf: an integer metadata value is also a number, and a stored event
+    holding one must still match the schema of the event it is."""
+    text = client.get("/schema/openapi.json").text
+    assert '"oneOf"' not in text
+    doc = client.get("/schema/openapi.json").json()
+    stored = doc["components"]["schemas"]["StoredEvent"]["properties"]["metadata"]
+    assert "anyOf" in stored

@@ -58,7 +58,15 @@ from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery
 from vigil.web.alert_routes import alert_routes
-from vigil.web.common import BEARER, ErrorBody, Problem, errors, json_response, with_options
+from vigil.web.common import (
+    BEARER,
+    ErrorBody,
+    Problem,
+    errors,
+    json_response,
+    unions_as_any_of,
+    with_options,
+)
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
@@ -585,6 +593,8 @@ def create_app(
     for name, component in _components.items():
         schemas[name] = component  # msgspec knows our structs best
     doc.schemas = schemas
+    unions_as_any_of(schemas)
+    unions_as_any_of(asgi.openapi_schema.paths)
     # One response spec names one media type; the export answers NDJSON too.
     paths = asgi.openapi_schema.paths or {}
     export_ok = paths["/v1/export"].get.responses["200"]  # type: ignore[union-attr,index]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
 from litestar import Response, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Schema
 
 
 class Problem(msgspec.Struct):
@@ -70,3 +72,22 @@ def _options_answer(allow: str) -> Any:
         return Response(None, status_code=204, headers={"Allow": allow})
 
     return answer
+
+
+def unions_as_any_of(node: Any) -> None:
+    """Turn every ``oneOf`` the framework wrote for a union into ``anyOf``, in place, anywhere in ``node``.
+
+    Our unions are never exclusive: an integer metadata value is also a JSON Schema ``number``, so under
+    ``oneOf`` a stored event with one would not match the document that describes it.
+    """
+    if isinstance(node, Schema) and node.one_of is not None:
+        node.any_of, node.one_of = [*(node.any_of or []), *node.one_of], None
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):  # every spec object: paths, operations…
+        for f in dataclasses.fields(node):
+            unions_as_any_of(getattr(node, f.name))
+    elif isinstance(node, dict):
+        for value in node.values():
+            unions_as_any_of(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            unions_as_any_of(value)
