@@ -7,7 +7,8 @@
     │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
     │   └── RuleError               500  a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
-    │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   └── IntegrityError          503  the log no longer extends a checkpoint signed earlier: no more writes
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
@@ -71,6 +72,13 @@ class StorageError(VigilError):
 class AppendOnlyViolation(StorageError):
     status = 500
     code = "append_only_violation"
+
+
+class IntegrityError(StorageError):
+    """The stored log contradicts trusted state kept outside the database (rewritten, truncated, checkpoints
+    deleted): the tenant takes no more writes and gets no more checkpoints until an operator looks."""
+
+    code = "integrity_failure"
 
 
 class ClientError(VigilError):

@@ -101,6 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
         "server; only the verifier key is served.",
     ),
     Setting(
+        "state_dir",
+        str,
+        "",
+        "Directory of the server's trusted state: per tenant, the last checkpoint it signed, checked at start "
+        "and before every signature so that a rewritten database is refused. Keep it outside the database, "
+        "beside the signing key. Empty: <signing key>.state.",
+    ),
+    Setting(
         "key_name",
         str,
         "vigil",
