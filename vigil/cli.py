@@ -54,9 +54,9 @@ def _settings(**overrides: Any) -> Settings:
         raise click.UsageError(exc.message) from None
 
 
-def _open(settings: Settings) -> Store:
+def _open(settings: Settings, *, exclusive: bool = False) -> Store:
     try:
-        return open_store(settings.database, settings)
+        return open_store(settings.database, settings, exclusive=exclusive)
     except VigilError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -103,6 +103,7 @@ def main() -> None:
     "rate_burst",
     "sqlite_synchronous",
     "commit_max_events",
+    "sqlite_min_free_mb",
     "signing_key",
     "key_name",
     "checkpoint_interval",
@@ -124,7 +125,7 @@ def serve(**opts: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    store = _open(settings)
+    store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
     click.echo(
         f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
         f" (OpenAPI: /schema/openapi.json)",

@@ -7,7 +7,8 @@
     │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
     │   └── RuleError               500  a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
-    │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   └── StoreInUse              503  another `vigil serve` holds the SQLite file (raised at start)
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
@@ -71,6 +72,12 @@ class StorageError(VigilError):
 class AppendOnlyViolation(StorageError):
     status = 500
     code = "append_only_violation"
+
+
+class StoreInUse(StorageError):
+    """A second server on a SQLite file that one is already serving; raised at start, names the holder."""
+
+    code = "store_in_use"
 
 
 class ClientError(VigilError):

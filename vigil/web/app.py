@@ -146,7 +146,7 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.settings.database, self.settings)
+            self._store = open_store(self.settings.database, self.settings, exclusive=True)
         return self._store
 
     @property
@@ -314,7 +314,8 @@ def create_app(
         responses=errors(503),
     )
     def readyz() -> Health:
-        """The store answers a read; load balancers route traffic here only then."""
+        """The store answers a read and would take a write (on SQLite: the file is still the one opened,
+        writable, with free space over the minimum); load balancers route traffic here only then."""
         app.store.check()
         return Health("ready", vigil.__version__)
 
