@@ -18,7 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from vigil.errors import StorageError, StoreInUse
+from vigil.errors import StorageError, StorageFault, StoreInUse
 
 log = logging.getLogger("vigil.store")
 
@@ -62,7 +62,7 @@ class FileGuard:
             return f"the SQLite write-ahead log {self.wal} was {how} while the server ran"
         return None
 
-    def _set_fault(self, why: str) -> StorageError:
+    def _set_fault(self, why: str) -> StorageFault:
         if self.fault is None:
             self.fault = (
                 f"{why}: events written since then are not in the database at that path. Writes are refused; "
@@ -71,12 +71,12 @@ class FileGuard:
             log.error(
                 "%s", self.fault
             )  # logged once: every later write gets the same error without a log line
-        return StorageError(self.fault)
+        return StorageFault(self.fault)
 
     def after_commit(self) -> None:
         """Raise :class:`StorageError` when the commit just made went into a file the path no longer names."""
         if self.fault is not None:
-            raise StorageError(self.fault)
+            raise StorageFault(self.fault)
         why = self._lost()
         if why is not None:
             raise self._set_fault(why)
@@ -84,7 +84,7 @@ class FileGuard:
     def before_write(self) -> None:
         """Refuse a write once the file was lost, or while free space is under the minimum."""
         if self.fault is not None:
-            raise StorageError(self.fault)
+            raise StorageFault(self.fault)
         if self.min_free:
             self._space()
 
@@ -92,6 +92,9 @@ class FileGuard:
         try:
             st = os.statvfs(self.directory)
         except OSError as exc:
+            why = self._lost()  # the usual reason: the directory is gone
+            if why is not None:
+                raise self._set_fault(why) from None
             raise StorageError(f"cannot read the free space of {self.directory}: {exc}") from None
         free = st.f_bavail * st.f_frsize
         if free < self.min_free:
@@ -103,7 +106,7 @@ class FileGuard:
                     self.directory,
                     self.min_free // MB,
                 )
-            raise StorageError(
+            raise StorageFault(
                 f"only {free // MB} MB free in {self.directory}, under the minimum of {self.min_free // MB} MB "
                 "(sqlite_min_free_mb): free disk space; writes resume by themselves"
             )
@@ -115,13 +118,13 @@ class FileGuard:
         """Raise :class:`StorageError` unless a write would succeed now: the file is the one opened, its
         directory and the file are writable, and free space is over the minimum."""
         if self.fault is not None:
-            raise StorageError(self.fault)
+            raise StorageFault(self.fault)
         why = self._lost()
         if why is not None:
             raise self._set_fault(why)
         for what in (self.directory, self.path):
             if not os.access(what, os.W_OK):
-                raise StorageError(f"{what} is not writable: writes to the SQLite database would fail")
+                raise StorageFault(f"{what} is not writable: writes to the SQLite database would fail")
         self._space()
 
 

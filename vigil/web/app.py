@@ -35,6 +35,7 @@ from vigil.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageFault,
     UnsupportedMediaType,
     VigilError,
 )
@@ -525,7 +526,7 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
-            if not isinstance(exc, ClientError):
+            if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
         if isinstance(exc, ValidationException):
