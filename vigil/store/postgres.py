@@ -95,8 +95,15 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self.migrate(conn)
         # Never prepare: a prepared search soon gets a generic plan that cannot see its seq bounds or values,
         # and at 1M events a rare word then takes 60-240 ms instead of 3 (bench/query.py).
+        # check: a pooled connection the server has dropped (restart, failover, idle cut) is replaced before it
+        # is handed out, for one round trip, instead of failing the read it was given to
         self._pool: ConnectionPool[Any] = pool_cls(
-            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False, "prepare_threshold": None}
+            url,
+            min_size=1,
+            max_size=8,
+            open=True,
+            kwargs={"autocommit": False, "prepare_threshold": None},
+            check=pool_cls.check_connection,
         )
         self._start_writer(conn)
 
