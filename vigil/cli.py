@@ -512,13 +512,20 @@ def export(
     help="The log's verifier key as the vendor published it (recommended). Without it the "
     "key inside the bundle is used, which proves only that the bundle is self-consistent.",
 )
+@setting_options("bundle_max_mb", "bundle_max_depth")
 @json_option
-def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool) -> None:
+def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: Any) -> None:
     """Check an export bundle offline: no server, no database."""
     from vigil.verifier import VerificationError, verify_bundle
 
+    settings = _settings(**limits)
     try:
-        report = verify_bundle(bundle, vkey)
+        report = verify_bundle(
+            bundle,
+            vkey,
+            max_member_bytes=settings.bundle_max_mb * 1024 * 1024,
+            max_depth=settings.bundle_max_depth,
+        )
     except VerificationError as exc:
         raise click.ClickException(f"bundle verification FAILED: {exc}") from None
     if as_json:
