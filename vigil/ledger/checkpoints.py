@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from vigil.errors import ConfigError
+from vigil.errors import ConfigError, StorageFault
 from vigil.ledger.merkle import root_at
 from vigil.ledger.note import format_checkpoint, sign_note, vkey
 
@@ -134,5 +134,7 @@ async def run_schedule(store: Store, signer: Signer, interval: float) -> None:
             made = await asyncio.to_thread(checkpoint_all, store, signer)
             if made:
                 log.info("signed %d checkpoint(s)", made)
+        except StorageFault:  # the store logged it once when it found it
+            pass
         except Exception:
             log.exception("checkpointing failed; retrying in %s s", interval)
