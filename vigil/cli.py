@@ -55,9 +55,9 @@ def _settings(**overrides: Any) -> Settings:
         raise click.UsageError(exc.message) from None
 
 
-def _open(settings: Settings) -> Store:
+def _open(settings: Settings, *, exclusive: bool = False) -> Store:
     try:
-        return open_store(settings.database, settings)
+        return open_store(settings.database, settings, exclusive=exclusive)
     except VigilError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -104,6 +104,7 @@ def main() -> None:
     "rate_burst",
     "sqlite_synchronous",
     "commit_max_events",
+    "sqlite_min_free_mb",
     "signing_key",
     "key_name",
     "state_dir",
@@ -126,7 +127,7 @@ def serve(**opts: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    store = _open(settings)
+    store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
     click.echo(
         f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
         f" (OpenAPI: /schema/openapi.json)",
@@ -579,13 +580,20 @@ def export(
     help="The log's verifier key as the vendor published it (recommended). Without it the "
     "key inside the bundle is used, which proves only that the bundle is self-consistent.",
 )
+@setting_options("bundle_max_mb", "bundle_max_depth")
 @json_option
-def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool) -> None:
+def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: Any) -> None:
     """Check an export bundle offline: no server, no database."""
     from vigil.verifier import VerificationError, verify_bundle
 
+    settings = _settings(**limits)
     try:
-        report = verify_bundle(bundle, vkey)
+        report = verify_bundle(
+            bundle,
+            vkey,
+            max_member_bytes=settings.bundle_max_mb * 1024 * 1024,
+            max_depth=settings.bundle_max_depth,
+        )
     except VerificationError as exc:
         raise click.ClickException(f"bundle verification FAILED: {exc}") from None
     if as_json:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from vigil.errors import ConfigError, IntegrityError
+from vigil.errors import ConfigError, IntegrityError, StorageFault
 from vigil.ledger.merkle import consistency_proof, root_at
 from vigil.ledger.note import format_checkpoint, sign_note, vkey
 from vigil.ledger.trust import TrustedState, check_extends, origin_of, previous_line
@@ -222,5 +222,7 @@ async def run_schedule(
             made = await asyncio.to_thread(checkpoint_all, store, signer, on_problem)
             if made:
                 log.info("signed %d checkpoint(s)", made)
+        except StorageFault:  # the store logged it once when it found it
+            pass
         except Exception:
             log.exception("checkpointing failed; retrying in %s s", interval)

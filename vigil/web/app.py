@@ -36,6 +36,7 @@ from vigil.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageFault,
     UnsupportedMediaType,
     VigilError,
 )
@@ -150,7 +151,7 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.settings.database, self.settings)
+            self._store = open_store(self.settings.database, self.settings, exclusive=True)
         return self._store
 
     @property
@@ -358,8 +359,9 @@ def create_app(
         responses=errors(503),
     )
     def readyz() -> Health:
-        """The store answers a read and every tenant's log extends its trusted state; traffic comes here only
-        then."""
+        """The store answers a read and would take a write (on SQLite: the file is still the one opened,
+        writable, with free space over the minimum), and every tenant's log extends its trusted state; load
+        balancers route traffic here only then."""
         app.store.check()
         if app.integrity:
             problems = "; ".join(app.integrity.values())
@@ -573,7 +575,7 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
-            if not isinstance(exc, ClientError):
+            if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
         if isinstance(exc, ValidationException):
