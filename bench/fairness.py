@@ -104,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--rate-limit", type=int, default=2000, help="events/s per tenant (the server's setting)")
     ap.add_argument("--rate-burst", type=int, default=4000, help="burst per tenant (the server's setting)")
+    ap.add_argument("--rate-limit-bytes", type=int, default=1_500_000, help="body bytes/s per tenant")
+    ap.add_argument("--rate-burst-bytes", type=int, default=3_000_000, help="body bytes at once per tenant")
     ap.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL", type=str.upper)
     ap.add_argument("--server-arg", action="append", default=[], help="extra `vigil serve` argument (repeat)")
+    ap.add_argument("--server-log", action="store_true", help="print the server's output at the end")
     args = ap.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-fairness-"))
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         extra = [
             "--rate-burst",
             str(args.rate_burst),
+            "--rate-limit-bytes",
+            str(args.rate_limit_bytes),
+            "--rate-burst-bytes",
+            str(args.rate_burst_bytes),
             "--signing-key",
             str(workdir / "signing.key"),
             "--checkpoint-interval",
@@ -162,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed = time.monotonic() - t0 + 1.0
                 stop.set()
                 floods = [out.get(timeout=120) for _ in procs]
+                if args.server_log:
+                    print(server.output(20000))
             finally:
                 stop.set()
                 for p in procs:
