@@ -110,8 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
         "commit_tenant_events",
         _positive_int,
         250,
-        "Most events of one tenant in one group commit: tenants take turns, and a larger batch is committed in "
-        "parts (answered after the last), so no tenant waits behind another's big batch.",
+        "Most events of one tenant in one group commit while other tenants are writing too: tenants take turns, "
+        "and a larger batch is committed in parts (answered after the last), so no tenant waits behind "
+        "another's big batch. A tenant writing alone fills whole commits.",
     ),
     Setting(
         "tenant_queue_events",

@@ -49,7 +49,9 @@ def test_the_client_splits_a_batch_over_the_burst(
     ) as client:
         ids = [client.record(action="user.login", actor_id=f"usr_{i}") for i in range(25)]
         assert client.flush(30)
-        wait_for(lambda: client.stats.stored == 25, 30, "every event delivered")  # a spool answers flush first
+        wait_for(
+            lambda: client.stats.stored == 25, 30, "every event delivered"
+        )  # a spool answers flush first
         stats = client.stats
     assert stats.dead_lettered == 0 and stats.stored == 25
     assert_exactly_once(ids, [i for i in server_ids(url, key) if i not in before])

@@ -76,13 +76,24 @@ def test_a_small_tenant_is_not_queued_behind_a_big_batch(fair_store: Store) -> N
 def test_a_split_batch_keeps_duplicates_and_order(fair_store: Store) -> None:
     """A batch committed in parts answers like one commit: seqs in order, a repeated id is a duplicate of the
     first even when the two fall into different parts."""
-    a = fair_store.create_tenant("acme")
+    a, b = fair_store.create_tenant("acme"), fair_store.create_tenant("globex")
+    fair_store.append(b.id, prepared_events(1, "globex"))  # another tenant is active: A gets its share only
+    commits = _commits(fair_store)
     events = prepared_events(250)
     events[200] = events[10]  # the same id in the third part as in the first
     results = fair_store.append(a.id, events)
     assert results[200].duplicate and results[200].seq == results[10].seq
     assert [r.seq for r in results if not r.duplicate] == list(range(249))
     assert fair_store.tree_size(a.id) == 249
+    assert len(commits) == 3
+
+
+def test_a_tenant_alone_fills_whole_commits(fair_store: Store) -> None:
+    """With no other tenant active, a big batch is one commit: fairness costs nothing when nobody waits."""
+    a = fair_store.create_tenant("acme")
+    commits = _commits(fair_store)
+    assert len(fair_store.append(a.id, prepared_events(1000))) == 1000
+    assert commits == [{a.id}]
 
 
 def test_a_tenant_over_its_queue_bound_is_refused_and_others_are_not(fair_store: Store) -> None:

@@ -1,11 +1,12 @@
 """The one writer of a store: a thread that group-commits every append of every tenant, taking tenants in turn.
 
 Callers queue a job and wait on its future. Each tenant has its own queue (a lane); when the thread is free it
-takes, from every lane in turn, whatever is queued up to ``commit_share`` events per tenant (and ``commit_max`` in
-all), runs it in one transaction, then answers every caller. So one tenant's big batches never make another wait
-for more than one short commit: a job larger than a tenant's share is committed in parts, over several group
-commits, and answered after its last part. A tenant may have at most ``tenant_queue_max`` events waiting; a
-bounded append beyond that is refused at once with :class:`~vigil.errors.QueueFull` (429, ``Retry-After``).
+takes, from every lane in turn, whatever is queued up to ``commit_share`` events per tenant while several
+tenants are writing (and ``commit_max`` in all), runs it in one transaction, then answers every caller. So one
+tenant's big batches never make another wait for more than one short commit: a job larger than a tenant's
+share is committed in parts, over several group commits, and answered after its last part. A tenant may have
+at most ``tenant_queue_max`` events waiting; a bounded append beyond that is refused at once with
+:class:`~vigil.errors.QueueFull` (429, ``Retry-After``).
 
 Nobody hears "stored" before the commit. When a job of a group fails, the group is rolled back and each part is
 retried alone, so only the guilty caller sees the error (the earlier parts of a split job stay committed: a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -33,6 +35,7 @@ C = TypeVar("C")
 T = TypeVar("T")
 
 _WRITES = -1  # the lane of write(fn) jobs (tenants, keys, cursors): it takes its turn like a tenant
+_RECENT = 1.0  # seconds a tenant counts as active after its last append
 
 
 class _Job:
@@ -85,6 +88,7 @@ class GroupCommitWriter(ABC, Generic[C]):
         self._cv = threading.Condition()
         self._lanes: dict[int, deque[_Job]] = {}  # insertion order is the turn order
         self._queued: dict[int, int] = {}  # tenant id -> events waiting (not yet committed)
+        self._active: dict[int, float] = {}  # tenant id -> when it last had events taken (monotonic)
         self._stopping = False
         self._writer = threading.Thread(target=self._write_loop, name="vigil-writer", daemon=True)
         self._writer.start()
@@ -172,14 +176,27 @@ class GroupCommitWriter(ABC, Generic[C]):
             self._commit(parts)
 
     def _take_group(self) -> list[_Part]:
-        """One turn of every lane, each up to its share, in turn order; lanes served move to the back."""
+        """One turn of every lane, each up to its share, in turn order; lanes served move to the back.
+
+        The share is ``commit_share`` while more than one tenant has appended within the last second: then no
+        commit holds the others for long. A tenant alone may fill a whole group commit (the fastest way to
+        write), until another one shows up.
+        """
+        now = time.monotonic()
+        active = self._active
+        for lane_id in self._lanes:
+            if lane_id != _WRITES:
+                active[lane_id] = now
+        for tenant in [t for t, at in active.items() if now - at > _RECENT]:
+            del active[tenant]
+        fair_share = self.commit_share if len(active) > 1 else self.commit_max
         parts: list[_Part] = []
         count = 0
         for lane_id in list(self._lanes):
             if count >= self.commit_max:
                 break  # the lanes not reached keep their place at the front
             lane = self._lanes.pop(lane_id)
-            share = min(self.commit_share, self.commit_max - count)
+            share = min(fair_share, self.commit_max - count)
             while lane and share > 0:
                 job = lane[0]
                 if job.events is None:
