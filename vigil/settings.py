@@ -109,7 +109,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "commit_tenant_events",
         _positive_int,
-        250,
+        100,
         "Most events of one tenant in one group commit while other tenants are writing too: tenants take turns, "
         "and a larger batch is committed in parts (answered after the last), so no tenant waits behind "
         "another's big batch. A tenant writing alone fills whole commits.",

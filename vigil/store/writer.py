@@ -71,7 +71,7 @@ class GroupCommitWriter(ABC, Generic[C]):
     """Mixin: the writer thread and the append API on top of a store's transaction primitives."""
 
     commit_max: int = 5000
-    commit_share: int = 250
+    commit_share: int = 100
     tenant_queue_max: int = 20000
     _closed: bool = False
 
