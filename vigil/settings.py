@@ -95,11 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "search_rate_limit",
         _positive_int,
-        20,
+        50,
         "Reads per second each API key may make (searches, single events, entity histories, proofs); 0 turns "
         "the limit off.",
     ),
-    Setting("search_rate_burst", _positive_int, 40, "Reads an API key may make at once above its rate."),
+    Setting("search_rate_burst", _positive_int, 100, "Reads an API key may make at once above its rate."),
     Setting(
         "export_rate_limit",
         _positive_int,
