@@ -124,6 +124,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 "signing_key": str(tmp / "signing-key"),
                 "sqlite_synchronous": "NORMAL",
                 "rate_limit": 0,
+                "search_rate_limit": 0,  # the fuzzer reads far faster than a key may: let it reach the routes
+                "export_rate_limit": 0,
             },
             environ={},
         )

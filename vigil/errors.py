@@ -18,9 +18,12 @@
         ├── Forbidden               403  the key lacks the scope the route needs
         ├── NotFound                404  no such event, tenant or key (within the caller's tenant)
         ├── Conflict                409  the thing already exists
+        ├── RequestTimeout          408  the request body did not arrive in time; the connection is closed
         ├── PayloadTooLarge         413  request or event over its size limit
+        │   └── BatchTooLarge       413  a batch over the tenant's burst: it can never pass; split it
         ├── UnsupportedMediaType    415  a body that is neither JSON nor NDJSON
         └── RateLimited             429  over the tenant's rate limit; ``retry_after`` seconds
+            └── QueueFull           429  the tenant already has its most events waiting for the writer
 
 The HTTP status lives on the class; :func:`vigil.web.app` renders every one of them as::
 
@@ -128,9 +131,29 @@ class Conflict(ClientError):
     code = "conflict"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
+
+
+class BatchTooLarge(PayloadTooLarge):
+    """More events or bytes in one request than the tenant's burst: no wait makes it pass, a split does."""
+
+    code = "batch_too_large"
+
+    @classmethod
+    def over(cls, what: str, size: float, limit: float) -> BatchTooLarge:
+        """The error for ``size`` ``what`` (events, bytes) against a burst of ``limit``; details say the limit."""
+        return cls(
+            f"this request has {size:g} {what}, more than the {limit:g} {what} a tenant may send at once "
+            f"(its burst); split it into requests of at most {limit:g} {what}",
+            details=[{"limit": what, "max": int(limit), "got": int(size)}],
+        )
 
 
 class UnsupportedMediaType(ClientError):
@@ -145,3 +168,7 @@ class RateLimited(ClientError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueFull(RateLimited):
+    code = "queue_full"

@@ -80,7 +80,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         psycopg, pool_cls = _import()
         self.url = url
-        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self.configure_writer(settings)
         self._frontiers: dict[int, CompactRange] = {}
         self._partitions: dict[int, int] = {}  # tenant id -> end (µs) of its last partition
         self._lock = threading.Lock()

@@ -75,7 +75,7 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         a second server on the same file is refused at start."""
         self.path = str(Path(path).expanduser())
         synchronous = getattr(settings, "sqlite_synchronous", "FULL") if settings else "FULL"
-        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self.configure_writer(settings)
         self._synchronous = synchronous
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []

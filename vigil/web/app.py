@@ -36,12 +36,13 @@ from vigil.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     StorageFault,
     UnsupportedMediaType,
     VigilError,
 )
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
-from vigil.ingest.ratelimit import RateLimiter
+from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
 from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
@@ -70,6 +71,7 @@ from vigil.web.common import (
     unions_as_any_of,
     with_options,
 )
+from vigil.web.fairness import ReadAudit, body_deadline
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
@@ -110,6 +112,7 @@ class _IngestOperation(Operation):
         )
 
 
+_PREPARE_INLINE_BYTES = 64 * 1024  # about 90 events: up to 1 ms of intake work on the event loop
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _SEARCH_PARAMS = frozenset(
     {
@@ -137,6 +140,16 @@ class App:
         self._store = store
         self.owns_store = store is None or own_store
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.ingest_limits = IngestLimits(
+            self.limiter, RateLimiter(settings.rate_limit_bytes, settings.rate_burst_bytes, what="bytes")
+        )
+        self.read_limiter = RateLimiter(
+            settings.search_rate_limit, settings.search_rate_burst, what="reads", per="API key"
+        )
+        rate = settings.export_rate_limit
+        self.export_limiter = RateLimiter(rate / 60, rate, what="exports", per="API key", shown=f"{rate}/min")
+        self.read_audit = ReadAudit(settings.read_audit_window, self._append_access)
+        self._audit_task: asyncio.Task[None] | None = None
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
         self.engine: Engine | None = None
@@ -173,6 +186,8 @@ class App:
         """Open the store, load (or create) the signing key, start the checkpoint schedule and detection: fail
         closed (a rule that cannot be loaded stops the start)."""
         self.startup()
+        if self.read_audit.window > 0:
+            self._audit_task = asyncio.create_task(self.read_audit.run())
         signer = self.signer
         await asyncio.to_thread(self.check_integrity)
         if self.settings.checkpoint_interval:
@@ -245,6 +260,10 @@ class App:
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
+        if self._audit_task is not None:
+            self._audit_task.cancel()
+            await asyncio.gather(self._audit_task, return_exceptions=True)
+        self.read_audit.flush(everything=True)  # the counted repeats reach the platform log before it closes
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.owns_store and self._store is not None:
@@ -253,18 +272,26 @@ class App:
     def auth(self, request: Request[Any, Any, Any], *scopes: str) -> ApiKey:
         key = self.keyring.authenticate(request.headers.get("authorization"))
         require(key, *scopes)
+        if "read" in scopes:  # every read route: charged per key before the work (a search flood is refused)
+            self.read_limiter.take(key.key_id)
         return key
 
     def record_access(self, key: ApiKey, action: str, metadata: dict[str, Any]) -> None:
-        """Record a read of a tenant's log in the platform log, without making the reader wait for it."""
-        if self._platform_id is None:
-            self.startup()
-        now = time.time_ns() // 1000
+        """Record a read of a tenant's log in the platform log, without making the reader wait for it.
+
+        Repeated identical reads by one key within ``read_audit_window`` become one entry with a count."""
         meta = {
             k: v[:MAX_METADATA_VALUE_LEN] if isinstance(v, str) else v
             for k, v in metadata.items()
             if v is not None
         }
+        if self.read_audit.record(key, action, meta):
+            self._append_access(key, action, meta)
+
+    def _append_access(self, key: ApiKey, action: str, meta: dict[str, Any]) -> None:
+        if self._platform_id is None:
+            self.startup()
+        now = time.time_ns() // 1000
         ev = EventIn(
             action=action,
             category="data_access",
@@ -377,7 +404,7 @@ def create_app(
         request_max_body_size=MAX_REQUEST_BYTES,
         status_code=200,
         responses={
-            **errors(400, 401, 403, 413, 415, 422, 429, 503),
+            **errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
         },
     )
     async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
@@ -388,16 +415,25 @@ def create_app(
         """
         key = app.auth(request, "ingest")
         app.refuse_if_compromised(key.tenant_id)
+        # Charged before the work: the declared size before the body is read, then its size and an estimate of
+        # its events before it is decoded; after decoding only what the estimate missed (a debt).
+        app.ingest_limits.admit(key.tenant_id, _content_length(request))
         body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
+        content_type = request.headers.get("content-type", "")
+        estimate = estimate_events(body, content_type.split(";")[0].strip().lower() == NDJSON)
+        app.ingest_limits.charge(key.tenant_id, len(body), estimate)
         received_us = time.time_ns() // 1000
-        good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
-        app.limiter.take(key.tenant_id, len(good) + len(bad))
+        if len(body) > _PREPARE_INLINE_BYTES:  # a big batch must not hold the event loop: others wait on it
+            good, bad = await asyncio.to_thread(prepare_batch, body, content_type, key.tenant, received_us)
+        else:
+            good, bad = prepare_batch(body, content_type, key.tenant, received_us)
+        app.ingest_limits.settle(key.tenant_id, len(good) + len(bad) - estimate)
         results: list[EventResult | None] = [None] * (len(good) + len(bad))
         for r in bad:
             results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
         if not good:
             raise _AllRejected(results)
-        appended = await app.store.append_async(key.tenant_id, good)
+        appended = await app.store.append_async(key.tenant_id, good, bounded=True)
         for p, a in zip(good, appended, strict=True):
             results[p.index] = EventResult(
                 p.index,
@@ -414,7 +450,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429),
             200: ResponseSpec(data_container=SearchPage, description="A page of events"),
         },
     )
@@ -509,7 +545,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403, 404),
+            **errors(400, 401, 403, 404, 429),
             200: ResponseSpec(data_container=StoredEvent, description="The event"),
         },
     )
@@ -530,7 +566,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429),
             200: ResponseSpec(data_container=SearchPage, description="The entity's events, newest first"),
         },
     )
@@ -575,6 +611,8 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
+            if isinstance(exc, RequestTimeout):
+                headers = {"Connection": "close"}  # the rest of a trickled body is not worth waiting for
             if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
@@ -633,6 +671,7 @@ def create_app(
         on_startup=[app.start],
         on_shutdown=[app.shutdown],
         exception_handlers={Exception: on_error},
+        middleware=[body_deadline(settings.body_timeout)],
         openapi_config=openapi,
         request_max_body_size=MAX_REQUEST_BYTES,
         debug=False,
@@ -652,6 +691,13 @@ def create_app(
     content = export_ok.content or {}  # type: ignore[union-attr]
     content["application/x-ndjson"] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore[arg-type]
     return asgi
+
+
+def _content_length(request: Request[Any, Any, Any]) -> int | None:
+    try:
+        return int(request.headers.get("content-length", ""))
+    except ValueError:
+        return None
 
 
 class _AllRejected(ClientError):

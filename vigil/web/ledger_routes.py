@@ -61,7 +61,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Inclusion proof of an event",
         tags=["proofs"],
         security=BEARER,
-        responses=errors(400, 401, 403, 404),
+        responses=errors(400, 401, 403, 404, 429),
     )
     async def event_proof(
         request: Request[Any, Any, Any],
@@ -96,7 +96,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Consistency proof",
         tags=["proofs"],
         security=BEARER,
-        responses=errors(400, 401, 403),
+        responses=errors(400, 401, 403, 429),
     )
     async def consistency_route(
         request: Request[Any, Any, Any],
@@ -118,7 +118,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Newest signed checkpoint",
         tags=["checkpoints"],
         security=BEARER,
-        responses={**errors(401, 403, 404), **_NOTE},
+        responses={**errors(401, 403, 404, 429), **_NOTE},
     )
     async def latest(request: Request[Any, Any, Any]) -> Response[str]:
         """The tenant's newest checkpoint as a C2SP signed note."""
@@ -133,7 +133,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Signed checkpoint at a tree size",
         tags=["checkpoints"],
         security=BEARER,
-        responses={**errors(400, 401, 403, 404), **_NOTE},
+        responses={**errors(400, 401, 403, 404, 429), **_NOTE},
     )
     async def at_size(
         request: Request[Any, Any, Any],
@@ -178,7 +178,7 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["export"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403, 503),
+            **errors(400, 401, 403, 429, 503),
             200: ResponseSpec(
                 data_container=bytes, description="A bundle (zip) or NDJSON", media_type="application/zip"
             ),
@@ -197,6 +197,7 @@ def ledger_routes(app: App) -> list[Any]:
     ) -> Stream:
         """A slice of the tenant's log; a bundle is checkable offline with ``vigil verify-bundle``."""
         key = app.auth(request, "read", "auditor")
+        app.export_limiter.take(key.key_id)  # an export reads a whole log: its own, smaller budget per key
         tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
         size = await asyncio.to_thread(app.store.tree_size, tenant.id)
         end = to_seq if to_seq is not None else size
