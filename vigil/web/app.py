@@ -13,7 +13,6 @@ import logging
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -33,11 +32,10 @@ from vigil.errors import (
     ClientError,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     RateLimited,
-    UnsupportedMediaType,
     VigilError,
 )
+from vigil.ingest.decode import decode_content
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import RateLimiter
 from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
@@ -70,7 +68,7 @@ from vigil.web.common import (
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
-from vigil.web.ledger_routes import ledger_routes
+from vigil.web.ledger_routes import MAX_SIZE, ledger_routes
 
 log = logging.getLogger("vigil.web")
 
@@ -255,6 +253,8 @@ def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
         raise InvalidRequest("cursor is not one this server gave out") from None
     if t != tenant_id or o != order or not isinstance(seq, int) or not isinstance(snap, int):
         raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
+    if not 0 <= seq <= snap < MAX_SIZE:  # a forged one: seqs are 40 bits, and a store's integers 64
+        raise InvalidRequest("cursor is not one this server gave out")
     return seq, snap
 
 
@@ -269,28 +269,6 @@ def _page_response(tenant_id: int, order: str, page: Page) -> Response[bytes]:
         + msgspec.json.encode(nxt)
         + b',"snapshot_seq":%d}' % page.snapshot
     )
-
-
-def decode_content(body: bytes, encoding: str) -> bytes:
-    """The request body with its Content-Encoding (identity or gzip) undone, never past the request limit.
-
-    The limit holds for the inflated bytes: a small compressed body cannot expand into a large one (a zip bomb).
-    """
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding != "gzip":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(f"the gzip body is corrupt: {exc}") from None
-    if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the request body inflates to more than {MAX_REQUEST_BYTES} bytes")
-    if not inflater.eof:
-        raise InvalidRequest("the gzip body is truncated")
-    return out
 
 
 def create_app(
