@@ -42,7 +42,16 @@ from vigil.store.base import (
 )
 from vigil.store.detection import DetectionRows, Sql
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
-from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
+from vigil.store.search import (
+    Dialect,
+    narrow,
+    search_sql,
+    search_words,
+    tail_sql,
+    tail_start,
+    time_bounds_sql,
+    window,
+)
 from vigil.store.sqlite import TENANT_SLUG, now_text
 from vigil.store.writer import GroupCommitWriter
 
@@ -621,10 +630,8 @@ def _search_sql(s: str, q: SearchQuery, lo: int, hi: int) -> tuple[str, list[Any
 
 def ts_query(text: str) -> str:
     """A safe tsquery: every word required, ``word*`` for a prefix; operators in user text are plain words."""
-    words = re.findall(r"[^\W_]+\*?", text.lower())
-    if not words:
-        raise InvalidRequest("free-text search needs at least one word")
-    return " & ".join(w.rstrip("*") + (":*" if w.endswith("*") else "") for w in words[:16])
+    words = search_words(text.lower())
+    return " & ".join(w.rstrip("*") + (":*" if w.endswith("*") else "") for w in words)
 
 
 def _time_bounds(

@@ -33,7 +33,16 @@ from vigil.store.base import (
 )
 from vigil.store.detection import DetectionRows
 from vigil.store.guard import FileGuard, ServeLock
-from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
+from vigil.store.search import (
+    Dialect,
+    narrow,
+    search_sql,
+    search_words,
+    tail_sql,
+    tail_start,
+    time_bounds_sql,
+    window,
+)
 from vigil.store.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
@@ -44,7 +53,7 @@ log = logging.getLogger("vigil.store")
 
 SEQ_BITS = 40
 SEQ_MASK = (1 << SEQ_BITS) - 1
-TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")  # \Z: "$" would pass "acme\n"
 T = TypeVar("T")
 
 
@@ -553,10 +562,7 @@ DIALECT = Dialect(
 
 def fts_query(text: str) -> str:
     """A safe FTS5 query: every word quoted (so operators in user text are plain words), all required."""
-    words = re.findall(r"[^\W_]+\*?", text)
-    if not words:
-        raise InvalidRequest("free-text search needs at least one word")
-    return " ".join('"' + w.rstrip("*") + '"' + ("*" if w.endswith("*") else "") for w in words[:16])
+    return " ".join('"' + w.rstrip("*") + '"' + ("*" if w.endswith("*") else "") for w in search_words(text))
 
 
 def _tile_fetcher(conn: sqlite3.Connection, tenant_id: int) -> Callable[[int, int, int], list[bytes]]:
