@@ -61,6 +61,23 @@ def _open(settings: Settings) -> Store:
         raise click.ClickException(exc.message) from None
 
 
+def _open_existing(settings: Settings) -> Store:
+    """Open a database that must exist already: a read-only command never creates an empty one (and then
+    reports it as verified)."""
+    from vigil.store import database_exists
+
+    try:
+        exists = database_exists(settings.database)
+    except VigilError as exc:
+        raise click.ClickException(exc.message) from None
+    if not exists:
+        raise click.ClickException(
+            f"no Vigil database at {safe_url(settings.database)}: check --database (or VIGIL_DATABASE); "
+            "`vigil demo` or `vigil serve` creates one"
+        )
+    return _open(settings)
+
+
 def safe_url(database: str) -> str:
     """A database URL fit for logs: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit
@@ -190,7 +207,7 @@ def tenants_create(slug: str, name: str | None, database: str | None, as_json: b
 @json_option
 def tenants_list(database: str | None, as_json: bool) -> None:
     """List tenants with the size of their logs."""
-    store = _open(_settings(database=database))
+    store = _open_existing(_settings(database=database))
     try:
         rows = [
             {"slug": t.slug, "name": t.name, "created_at": t.created_at, "events": store.tree_size(t.id)}
@@ -248,7 +265,7 @@ def keys_create(tenant: str, scopes: str, name: str, database: str | None, as_js
 @json_option
 def keys_list(tenant: str | None, database: str | None, as_json: bool) -> None:
     """List API keys (never their secrets)."""
-    store = _open(_settings(database=database))
+    store = _open_existing(_settings(database=database))
     try:
         tid = store.get_tenant(tenant).id if tenant else None
         rows = [
@@ -366,10 +383,18 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
 
 @main.command()
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
+@click.option(
+    "--no-indexes", is_flag=True, help="Skip checking the search indexes against the ledger (vigil reindex)."
+)
 @setting_options("database", "signing_key", "key_name")
 @json_option
 def verify(
-    tenant: str | None, database: str | None, signing_key: str | None, key_name: str | None, as_json: bool
+    tenant: str | None,
+    database: str | None,
+    signing_key: str | None,
+    key_name: str | None,
+    as_json: bool,
+    no_indexes: bool = False,
 ) -> None:
     """Check every log end to end: leaf hashes, seq gaps, tree data, checkpoint roots, signatures, consistency.
 
@@ -380,7 +405,7 @@ def verify(
     from vigil.verifier import VerificationError
 
     settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
-    store = _open(settings)
+    store = _open_existing(settings)
     reports = []
     try:
         try:
@@ -402,10 +427,11 @@ def verify(
                     if as_json:
                         click.echo(json.dumps({"ok": False, "error": str(exc)}))
                     raise click.ClickException(f"verification FAILED: {exc}") from None
+        indexes = {} if no_indexes else _verify_indexes(store, tenants, tenant is None, as_json)
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps({"ok": True, "tenants": [r.__dict__ for r in reports]}, indent=2))
+        click.echo(json.dumps({"ok": True, "tenants": [r.__dict__ for r in reports], **indexes}, indent=2))
         return
     for r in reports:
         rate = r.events / r.seconds if r.seconds else 0.0
@@ -414,6 +440,13 @@ def verify(
             f"{rate:>10,.0f} events/s"
         )
     click.echo(f"verified {len(reports)} tenant log(s): complete and unaltered")
+
+
+def _verify_indexes(store: Store, tenants: list[Any], every: bool, as_json: bool) -> dict[str, Any]:
+    """verify's second half: the search indexes against the ledger (vigil/cli_index.py)."""
+    from vigil.cli_index import verify_indexes
+
+    return verify_indexes(store, tenants, every, as_json)
 
 
 @main.command()
@@ -427,7 +460,7 @@ def checkpoint(
     from vigil.ledger.checkpoints import load_signer, make_checkpoint
 
     settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
-    store = _open(settings)
+    store = _open_existing(settings)
     try:
         cp = make_checkpoint(store, load_signer(settings), store.get_tenant(tenant))
     finally:
@@ -473,7 +506,7 @@ def export(
     from vigil.ledger.checkpoints import load_signer
 
     settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
-    store = _open(settings)
+    store = _open_existing(settings)
     tmp = output + ".partial"
     try:
         t = store.get_tenant(tenant)
@@ -537,9 +570,9 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool) -> None:
 
 
 # The detection commands (detect, alerts, rules) live in their own module; importing it registers them.
-from vigil import cli_detect  # noqa: E402
+from vigil import cli_detect, cli_index  # noqa: E402
 
-__all__ = ["cli_detect", "main"]
+__all__ = ["cli_detect", "cli_index", "main"]
 
 if __name__ == "__main__":
     main()

@@ -549,6 +549,17 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
             self._wconn.close()
 
 
+def database_exists(url: str) -> bool:
+    """Whether the database at ``url`` holds Vigil's control schema (read only: nothing is created)."""
+    psycopg, _ = _import()
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('vigil.schema_migrations') IS NOT NULL").fetchone()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to PostgreSQL: {exc}") from None
+    return bool(row and row[0])
+
+
 def _text(value: str) -> str:
     """PostgreSQL text cannot hold NUL, which a JSON string may: the columns searches filter on hold U+FFFD in
     its place (the event's body, bytea, keeps it as sent), and search values are mapped the same way."""
