@@ -108,7 +108,12 @@ def _record(store: Store, tenants: Sequence[Tenant], repaired: int, events: int,
         actor=Actor(id="vigil-cli", type="system", name="vigil reindex"),
         targets=[Target(type="tenant", id=t.slug) for t in tenants[:20]],
         message=f"search indexes of {len(tenants)} tenant(s) rebuilt from the ledger",
-        metadata={"tenants": len(tenants), "events": events, "repaired": repaired, "unrepairable": unrepairable},
+        metadata={
+            "tenants": len(tenants),
+            "events": events,
+            "repaired": repaired,
+            "unrepairable": unrepairable,
+        },
     )
     platform = store.get_tenant(PLATFORM_TENANT)
     prepared = prepare_event(ev, PLATFORM_TENANT, time.time_ns() // 1000)

@@ -296,13 +296,12 @@ def check_tenant(
                     got = chunk.words.pop(seq, empty)
                     if got != expected:
                         yield _words_finding(slug, seq, got, expected, text)
-                elif row[10] != form(text):
-                    yield _at(
-                        slug,
-                        seq,
-                        "full-text index text differs from the event's (hidden from, or planted into, searches)",
-                        Fix("words", seq, form(text), row[10]),
-                    )
+                elif row[10] != form(text) and not _same_pieces(row[10], form(text)):
+                    got_p, want_p = frozenset((row[10] or "").split(" ")), frozenset(form(text).split(" "))
+                    f = _words_finding(slug, seq, got_p, want_p, form(text))
+                    if got_p == want_p:  # the same words, repeated another number of times
+                        f = _at(slug, seq, "full-text index text differs from the event's", f.fix)
+                    yield Finding(f.tenant, f.key, f.message, Fix("words", seq, form(text), row[10]))
                 # the time index: each complete block of 256 events keeps its earliest and latest time
                 block = seq >> TILE_HEIGHT
                 if block != cur_block:
@@ -323,6 +322,12 @@ def check_tenant(
             if progress is not None:
                 progress(len(chunk.events))
         yield from blocks.rest()
+
+
+def _same_pieces(stored: str | None, want: str) -> bool:
+    """Whether an indexed text holds the same words in another order: the canonical bytes sort the metadata
+    keys, the text was made from the event as sent, and a full-text index does not care about order."""
+    return stored is not None and sorted(stored.split(" ")) == sorted(want.split(" "))
 
 
 def _at(slug: str, seq: int, message: str, fix: Fix | None) -> Finding:
