@@ -251,6 +251,7 @@ def check_tenant(
     own = tid if src.tenant_column else None
     arrival, terms, id_form = src.arrival_column, src.terms, src.id_form
     form = src.text_form
+    plain = terms and not arrival  # SQLite: text columns hold strings as they are, no arrival time
     empty: frozenset[str] = frozenset()
     with src.tenant(tid) as ix:
         size = ix.size
@@ -272,16 +273,29 @@ def check_tenant(
                 if ev.tenant != slug:
                     yield _at(slug, seq, f"the event names tenant {ev.tenant!r}", None)
                 occurred = to_us(ev.occurred_at)
-                want = (
-                    own,
-                    id_form(ev.id),
-                    occurred,
-                    to_us(ev.received_at) if arrival else None,
-                    form(ev.action),
-                    form(ev.category),
-                    form(ev.outcome),
-                    form(ev.actor.id),
-                )
+                want: tuple[object, ...]
+                if plain:
+                    want = (
+                        own,
+                        id_form(ev.id),
+                        occurred,
+                        None,
+                        ev.action,
+                        ev.category,
+                        ev.outcome,
+                        ev.actor.id,
+                    )
+                else:
+                    want = (
+                        own,
+                        id_form(ev.id),
+                        occurred,
+                        to_us(ev.received_at) if arrival else None,
+                        form(ev.action),
+                        form(ev.category),
+                        form(ev.outcome),
+                        form(ev.actor.id),
+                    )
                 if row[1:9] != want:
                     yield _columns_finding(slug, seq, Columns(*row[1:9]), Columns(*want))  # type: ignore[arg-type]
                 stored_t = chunk.targets.pop(seq, None)

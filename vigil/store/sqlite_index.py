@@ -48,7 +48,8 @@ class SQLiteIndexSource:
             sql += " WHERE doc BETWEEN ? AND ?"
             params = (tenant_id << SEQ_BITS, (tenant_id << SEQ_BITS) | SEQ_MASK)
         self._words = self.conn.execute(sql + " GROUP BY doc", params)
-        self._head: tuple[int, str] | None = self._words.fetchone()
+        self._batch: list[tuple[int, str]] = []
+        self._head = self._next()
         self._strays: list[tuple[int, str]] = []
         self.every = tenant_id is None
 
@@ -57,6 +58,12 @@ class SQLiteIndexSource:
 
     def id_form(self, value: str) -> object:
         return bytes.fromhex(value.replace("-", ""))  # as the writer stores it: the UUID's 16 bytes
+
+    def _next(self) -> tuple[int, str] | None:
+        if not self._batch:
+            self._batch = self._words.fetchmany(4096)
+            self._batch.reverse()
+        return self._batch.pop() if self._batch else None
 
     def _take_words(self, lo: int, hi: int) -> Iterator[tuple[int, frozenset[str]]]:
         """The indexed words of rids [lo, hi], in order; rows before ``lo`` are strays."""
@@ -67,7 +74,7 @@ class SQLiteIndexSource:
                     self._strays.append((doc, words))
             else:
                 yield doc & SEQ_MASK, frozenset(words.split(" "))
-            self._head = self._words.fetchone()
+            self._head = self._next()
 
     @contextlib.contextmanager
     def tenant(self, tenant_id: int) -> Iterator[TenantIndex]:
@@ -100,7 +107,7 @@ class SQLiteIndexSource:
         while self._head is not None:
             if len(rest) < MAX_STRAYS:
                 rest.append(self._head)
-            self._head = self._words.fetchone()
+            self._head = self._next()
         for doc, words in rest:
             tid, seq = doc >> SEQ_BITS, doc & SEQ_MASK
             fix = Fix("words", seq, None, frozenset(words.split(" ")), tenant_id=tid)
