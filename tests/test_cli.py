@@ -160,3 +160,36 @@ def test_database_passwords_never_reach_the_output() -> None:
 
     assert safe_url("postgresql://vigil:s3cret@db:5432/audit") == "postgresql://vigil:***@db:5432/audit"
     assert safe_url("./vigil.db") == "./vigil.db"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("verify",),
+        ("alerts", "list"),
+        ("export", "--tenant", "acme", "-o", "OUT"),
+        ("tenants", "list"),
+        ("keys", "list"),
+        ("detect", "--until-idle"),
+        ("checkpoint", "--tenant", "acme"),
+        ("reindex",),
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_read_only_commands_refuse_a_missing_database(
+    database: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """A read-only command on a database that does not exist fails clearly and creates nothing: verify never
+    reports an empty database it just made as verified."""
+    args = tuple(str(tmp_path / "out.zip") if a == "OUT" else a for a in args)
+    keyfile = ["--signing-key", str(tmp_path / "k")] if args[0] in ("verify", "checkpoint", "export") else []
+    result = run(*args, "--database", database, *keyfile, ok=False)
+    assert result.exit_code != 0
+    assert "no Vigil database at" in result.output and "Traceback" not in result.output
+    if "://" not in database:
+        assert not Path(database).exists()
+    else:
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            assert conn.execute("SELECT to_regnamespace('vigil')").fetchone()[0] is None

@@ -62,6 +62,23 @@ def _open(settings: Settings, *, exclusive: bool = False) -> Store:
         raise click.ClickException(exc.message) from None
 
 
+def _open_existing(settings: Settings) -> Store:
+    """Open a database that must exist already: a read-only command never creates an empty one (and then
+    reports it as verified)."""
+    from vigil.store import database_exists
+
+    try:
+        exists = database_exists(settings.database)
+    except VigilError as exc:
+        raise click.ClickException(exc.message) from None
+    if not exists:
+        raise click.ClickException(
+            f"no Vigil database at {safe_url(settings.database)}: check --database (or VIGIL_DATABASE); "
+            "`vigil demo` or `vigil serve` creates one"
+        )
+    return _open(settings)
+
+
 def safe_url(database: str) -> str:
     """A database URL fit for logs: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit
@@ -202,7 +219,7 @@ def tenants_create(slug: str, name: str | None, database: str | None, as_json: b
 @json_option
 def tenants_list(database: str | None, as_json: bool) -> None:
     """List tenants with the size of their logs."""
-    store = _open(_settings(database=database))
+    store = _open_existing(_settings(database=database))
     try:
         rows = [
             {"slug": t.slug, "name": t.name, "created_at": t.created_at, "events": store.tree_size(t.id)}
@@ -260,7 +277,7 @@ def keys_create(tenant: str, scopes: str, name: str, database: str | None, as_js
 @json_option
 def keys_list(tenant: str | None, database: str | None, as_json: bool) -> None:
     """List API keys (never their secrets)."""
-    store = _open(_settings(database=database))
+    store = _open_existing(_settings(database=database))
     try:
         tid = store.get_tenant(tenant).id if tenant else None
         rows = [
@@ -393,6 +410,9 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
     help="This verifier's memory: the newest checkpoint it verified per log, which the next run requires the "
     "log to extend. Default: $XDG_STATE_HOME/vigil/verified-checkpoints.json (~/.local/state/...).",
 )
+@click.option(
+    "--no-indexes", is_flag=True, help="Skip checking the search indexes against the ledger (vigil reindex)."
+)
 @setting_options("database", "signing_key", "key_name", "state_dir")
 @json_option
 def verify(
@@ -404,6 +424,7 @@ def verify(
     key_name: str | None,
     state_dir: str | None,
     as_json: bool,
+    no_indexes: bool = False,
 ) -> None:
     """Check every log end to end: leaf hashes, seq gaps, tree data, checkpoint roots, signatures, consistency.
 
@@ -442,7 +463,7 @@ def verify(
         if directory is not None and directory.is_dir():
             server = TrustedState(directory, vkey)
     memory = VerifierMemory(Path(memory_path).expanduser() if memory_path else default_memory_path())
-    store = _open(settings)
+    store = _open_existing(settings)
     reports = []
     try:
         tenants = [store.get_tenant(tenant)] if tenant else store.list_tenants()
@@ -472,11 +493,12 @@ def verify(
             latest = store.checkpoint(t.id)
             if vkey is not None and latest is not None:
                 memory.remember(vkey, origin, latest.note)
+        indexes = {} if no_indexes else _verify_indexes(store, tenants, tenant is None, as_json)
     finally:
         store.close()
         memory.save()
     if as_json:
-        click.echo(json.dumps({"ok": True, "tenants": [r.__dict__ for r in reports]}, indent=2))
+        click.echo(json.dumps({"ok": True, "tenants": [r.__dict__ for r in reports], **indexes}, indent=2))
         return
     for r in reports:
         rate = r.events / r.seconds if r.seconds else 0.0
@@ -486,6 +508,13 @@ def verify(
             f"{rate:>10,.0f} events/s{held}"
         )
     click.echo(f"verified {len(reports)} tenant log(s): complete and unaltered")
+
+
+def _verify_indexes(store: Store, tenants: list[Any], every: bool, as_json: bool) -> dict[str, Any]:
+    """verify's second half: the search indexes against the ledger (vigil/cli_index.py)."""
+    from vigil.cli_index import verify_indexes
+
+    return verify_indexes(store, tenants, every, as_json)
 
 
 @main.command()
@@ -504,7 +533,7 @@ def checkpoint(
     from vigil.ledger.checkpoints import load_signer, make_checkpoint
 
     settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
-    store = _open(settings)
+    store = _open_existing(settings)
     try:
         cp = make_checkpoint(store, load_signer(settings), store.get_tenant(tenant))
     finally:
@@ -551,7 +580,7 @@ def export(
     from vigil.ledger.checkpoints import load_signer
 
     settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
-    store = _open(settings)
+    store = _open_existing(settings)
     tmp = output + ".partial"
     try:
         t = store.get_tenant(tenant)
@@ -622,9 +651,9 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 
 
 # The detection commands (detect, alerts, rules) live in their own module; importing it registers them.
-from vigil import cli_detect  # noqa: E402
+from vigil import cli_detect, cli_index  # noqa: E402
 
-__all__ = ["cli_detect", "main"]
+__all__ = ["cli_detect", "cli_index", "main"]
 
 if __name__ == "__main__":
     main()

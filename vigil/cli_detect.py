@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from vigil.cli import _emit, _open, _settings, json_option, main, setting_options
+from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
 from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
 
@@ -68,7 +68,7 @@ def detect(
     )
     if tenant and not since:
         raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
-    store = _open(settings)
+    store = _open_existing(settings)
     try:
         engine, rules = build_engine(store, settings, list(only) or None)
         for w in rules.warnings:
@@ -138,7 +138,7 @@ def alerts_list(
     from vigil.store.detection import AlertQuery
     from vigil.web.alert_routes import alert_out
 
-    store = _open(_settings(database=database))
+    store = _open_existing(_settings(database=database))
     try:
         tenant_id = store.get_tenant(tenant).id if tenant else None
         found = store.list_alerts(

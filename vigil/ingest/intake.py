@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args, get_origin
 
 import msgspec
+import rfc8785
 
 from vigil.ids import uuid7_text
 from vigil.ingest.decode import JSON as JSON
@@ -252,7 +253,13 @@ def search_text(event: Event) -> str:
     md = event.metadata
     if not md:
         return event.message or ""
-    return " ".join([event.message or "", *md, *(str(v) for v in md.values() if v is not None)])
+    return " ".join([event.message or "", *md, *(_word(v) for v in md.values() if v is not None)])
+
+
+def _word(value: Any) -> str:
+    # Numbers as the canonical bytes write them (1.0 is "1"), so the text can be recomputed from the ledger and
+    # checked against the index (vigil.store.indexcheck).
+    return rfc8785.dumps(value).decode() if type(value) is float else str(value)
 
 
 def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list[dict[str, str]]:

@@ -24,10 +24,36 @@ def open_store(
         from vigil.store.postgres import PostgresStore
 
         return PostgresStore(database, settings)
+    return SQLiteStore(_sqlite_path(database), settings, exclusive=exclusive)
+
+
+def _sqlite_path(database: str) -> str:
     if "://" in database and not database.startswith("sqlite:///"):
         raise ConfigError(f"unsupported database URL {database!r}: give a SQLite file path or sqlite:///path")
-    path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
-    return SQLiteStore(path, settings, exclusive=exclusive)
+    return database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
 
 
-__all__ = ["Store", "open_store"]
+def database_exists(database: str) -> bool:
+    """Whether ``database`` holds a Vigil database already, found without creating or migrating anything."""
+    if database.startswith(("postgresql://", "postgres://")):
+        from vigil.store.postgres import database_exists as pg_exists
+
+        return pg_exists(database)
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(_sqlite_path(database)).expanduser()
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return True  # a file we cannot read as SQLite: opening it gives the clear error
+    return found is not None
+
+
+__all__ = ["Store", "database_exists", "open_store"]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     from vigil.ingest.intake import Prepared
     from vigil.settings import Settings
+    from vigil.store.indexcheck import Fix, IndexSource
 
 log = logging.getLogger("vigil.store")
 
@@ -446,8 +447,11 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         if not _UUID.match(event_id):
             return None
         with self._tenant(tenant_id) as conn:
+            # the tenant's own schema, under its own reader role: no other tenant's row can answer; the first
+            # row holding the id is the one appended (the writer never appends an id twice)
             row = conn.execute(
-                f"SELECT seq, leaf_hash, body FROM {schema_of(tenant_id)}.events WHERE id = %s", (event_id,)
+                f"SELECT seq, leaf_hash, body FROM {schema_of(tenant_id)}.events WHERE id = %s ORDER BY seq LIMIT 1",
+                (event_id,),
             ).fetchone()
         return None if row is None else (row[0], bytes(row[1]), bytes(row[2]))
 
@@ -543,6 +547,27 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         nxt = (0, rows[-1][0]) if more and rows else None
         return Page(events, nxt, snapshot)
 
+    def index_source(self, tenant_id: int | None = None) -> contextlib.AbstractContextManager[IndexSource]:
+        """The derived rows of tenants, each from one snapshot: see vigil.store.indexcheck."""
+        from vigil.store.pg_index import PostgresIndexSource
+
+        return contextlib.nullcontext(PostgresIndexSource(self._snapshot, schema_of, _text))
+
+    @contextlib.contextmanager
+    def _snapshot(self, tenant_id: int) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise StorageError("the store is closed")
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(f'SET LOCAL ROLE "{self.reader_role(tenant_id)}"')
+            yield conn
+
+    def repair_index(self, tenant_id: int, fixes: Sequence[Fix]) -> None:
+        """Rewrite derived rows of a tenant as ``fixes`` say, in one transaction of the writer."""
+        from vigil.store.pg_index import repair
+
+        self.write(lambda conn: repair(conn, schema_of(tenant_id), fixes))
+
     def optimize(self) -> None:
         """Refresh the planner's statistics (after bulk loads)."""
         self.write(lambda conn: conn.execute("ANALYZE"))
@@ -573,6 +598,17 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
 
 def _probe(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT 1")
+
+
+def database_exists(url: str) -> bool:
+    """Whether the database at ``url`` holds Vigil's control schema (read only: nothing is created)."""
+    psycopg, _ = _import()
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('vigil.schema_migrations') IS NOT NULL").fetchone()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to PostgreSQL: {exc}") from None
+    return bool(row and row[0])
 
 
 def _text(value: str) -> str:

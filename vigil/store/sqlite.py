@@ -48,6 +48,7 @@ from vigil.store.writer import GroupCommitWriter
 if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
     from vigil.settings import Settings
+    from vigil.store.indexcheck import Fix, IndexSource
 
 log = logging.getLogger("vigil.store")
 
@@ -383,10 +384,14 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
             raw = _uuid_bytes(event_id)
         except ValueError:
             return None
+        # Bounded by the tenant's own key range, not only its tenant column: a row whose column was rewritten
+        # to name this tenant still lives in another tenant's log, and must not answer for this one.
+        base = tenant_id << SEQ_BITS
         row = (
             self._reader()
             .execute(
-                "SELECT rid, leaf_hash, body FROM events WHERE tenant_id = ? AND id = ?", (tenant_id, raw)
+                "SELECT rid, leaf_hash, body FROM events WHERE tenant_id = ? AND id = ? AND rid BETWEEN ? AND ?",
+                (tenant_id, raw, base, base | SEQ_MASK),
             )
             .fetchone()
         )
@@ -507,6 +512,18 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         events = [_stored(r) for r in rows]
         nxt = (0, rows[-1][0] & SEQ_MASK) if more and rows else None
         return Page(events, nxt, snapshot)
+
+    def index_source(self, tenant_id: int | None = None) -> contextlib.AbstractContextManager[IndexSource]:
+        """The derived rows of one tenant (or of all, with strays) from one snapshot: see vigil.store.indexcheck."""
+        from vigil.store import sqlite_index
+
+        return sqlite_index.index_source(self.path, tenant_id)
+
+    def repair_index(self, tenant_id: int, fixes: Sequence[Fix]) -> None:
+        """Rewrite derived rows of a tenant as ``fixes`` say, in one transaction of the writer."""
+        from vigil.store import sqlite_index
+
+        self.write(lambda conn: sqlite_index.repair(conn, tenant_id, fixes))
 
     def optimize(self) -> None:
         """Refresh the planner's statistics (cheap; run after bulk loads)."""
