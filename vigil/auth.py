@@ -9,9 +9,11 @@ revoked by another process (the CLI, another server) is refused within a second.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import re
 import secrets
@@ -24,6 +26,8 @@ from datetime import datetime
 from vigil.errors import Forbidden, InvalidRequest, RateLimited, Unauthorized
 from vigil.store.base import SCOPES, ApiKey, Store, Tenant
 from vigil.store.sqlite import now_text
+
+log = logging.getLogger("vigil.auth")
 
 _KEY = re.compile(r"^vk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -179,7 +183,6 @@ class KeyRing:
         except Unauthorized:
             if self.throttle is not None and source is not None:
                 self.throttle.failed(source)
-                wait = wait or self.throttle.blocked(source)
             if wait > 0:
                 raise RateLimited(
                     f"too many failed authentications from this address; retry in {math.ceil(wait)} s",
@@ -244,6 +247,16 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+async def keep_flushing(ring: KeyRing) -> None:
+    """Write the key ring's noted last uses every ``touch_every`` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(ring.touch_every)
+        try:
+            await asyncio.to_thread(ring.flush)
+        except Exception as exc:  # a busy store must not stop the loop; the next round writes newer times
+            log.warning("could not record when keys were last used: %s", exc)
 
 
 def require(key: ApiKey, *scopes: str) -> None:

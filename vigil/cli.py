@@ -101,6 +101,8 @@ def main() -> None:
     "port",
     "rate_limit",
     "rate_burst",
+    "auth_failure_limit",
+    "auth_failure_window",
     "sqlite_synchronous",
     "commit_max_events",
     "signing_key",

@@ -79,6 +79,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Events a tenant may send at once above its rate before it gets 429.",
     ),
     Setting(
+        "auth_failure_limit",
+        _positive_int,
+        20,
+        "Failed authentications (unknown, revoked or malformed keys) one source address may make per "
+        "`auth_failure_window` before it gets 429 with `Retry-After`; 0 turns the limit off.",
+    ),
+    Setting(
+        "auth_failure_window",
+        _positive_int,
+        60,
+        "Seconds over which `auth_failure_limit` counts a source address's failed authentications.",
+    ),
+    Setting(
         "sqlite_synchronous",
         str,
         "FULL",

@@ -253,9 +253,11 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         return out
 
     def _frontier(self, conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
+        # Re-read when another process appended since (`vigil keys revoke` records its change in the platform
+        # log while a server runs): one primary-key seek, under the write lock, so the size is the real one.
+        size = self._size(conn, tenant_id)
         frontier = self._frontiers.get(tenant_id)
-        if frontier is None:
-            size = self._size(conn, tenant_id)
+        if frontier is None or frontier.size != size:
             reader = TileReader(_tile_fetcher(conn, tenant_id), size)
             frontier = CompactRange(size, [reader(level, idx) for level, idx in decompose(size)])
             self._frontiers[tenant_id] = frontier
