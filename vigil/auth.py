@@ -175,11 +175,20 @@ class KeyRing:
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None, source: str | None = None) -> ApiKey:
-        """The key the header names, or Unauthorized; RateLimited when ``source`` failed too often lately
-        (then only a key already cached with its right secret gets through, without touching the store)."""
+        """The key the header names, or Unauthorized; RateLimited when ``source`` presented too many wrong keys
+        lately (then only a key already cached with its right secret gets through, without touching the store).
+
+        A missing or malformed header is a 401 and never counts: it costs nothing to refuse."""
+        if not authorization:
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        scheme, _, token = authorization.partition(" ")
+        m = _KEY.match(token.strip()) if scheme.lower() == "bearer" else None
+        if m is None:
+            raise Unauthorized("the Authorization header must be 'Bearer vk_<id>_<secret>'")
+        key_id, secret = m.groups()
         wait = self.throttle.blocked(source) if self.throttle is not None and source is not None else 0.0
         try:
-            return self._authenticate(authorization, cached_only=wait > 0)
+            return self._check(key_id, secret, cached_only=wait > 0)
         except Unauthorized:
             if self.throttle is not None and source is not None:
                 self.throttle.failed(source)
@@ -190,14 +199,7 @@ class KeyRing:
                 ) from None
             raise
 
-    def _authenticate(self, authorization: str | None, cached_only: bool) -> ApiKey:
-        if not authorization:
-            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-        scheme, _, token = authorization.partition(" ")
-        m = _KEY.match(token.strip()) if scheme.lower() == "bearer" else None
-        if m is None:
-            raise Unauthorized("the Authorization header must be 'Bearer vk_<id>_<secret>'")
-        key_id, secret = m.groups()
+    def _check(self, key_id: str, secret: str, cached_only: bool) -> ApiKey:
         now = self.clock()
         with self._lock:
             hit = self._cache.get(key_id)

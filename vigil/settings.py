@@ -82,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
         "auth_failure_limit",
         _positive_int,
         20,
-        "Failed authentications (unknown, revoked or malformed keys) one source address may make per "
+        "Wrong keys (unknown, revoked, or a wrong secret) one source address may present per "
         "`auth_failure_window` before it gets 429 with `Retry-After`; 0 turns the limit off.",
     ),
     Setting(

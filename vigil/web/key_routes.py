@@ -8,11 +8,13 @@ tenant's. Each change is recorded in the platform log with the calling key as th
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.params import FromPath, Parameter
 
 from vigil import keys as lifecycle
 from vigil.auth import parse_scopes
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from vigil.web.app import App
 
 _KEY_ID = r"^[0-9a-f]{16}$"
+_MAX_BODY = 4096
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class KeyOut(msgspec.Struct):
@@ -62,6 +66,36 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
     overlap: Annotated[str, msgspec.Meta(max_length=16)] = "24h"  # how long the old secret keeps working
+
+
+def _body_operation(struct: type[msgspec.Struct], required: bool) -> type[Operation]:
+    """An operation whose JSON body is ``struct`` as msgspec describes it (unknown fields refused), because the
+    route reads its body itself, after authentication."""
+    _, components = msgspec.json.schema_components([struct])
+    schema: Any = components[struct.__name__]  # a plain JSON Schema dict: the spec objects pass it through
+
+    @dataclass
+    class _Operation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                required=required, content={"application/json": OpenAPIMediaType(schema=schema)}
+            )
+
+    return _Operation
+
+
+async def _body(request: Request[Any, Any, Any], struct: type[S], default: S | None) -> S:
+    raw = await request.body()
+    if not raw.strip():
+        if default is None:
+            raise InvalidRequest("a JSON body is required")
+        return default
+    try:
+        return msgspec.json.decode(raw, type=struct)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body: {exc}") from None
 
 
 def _out(key: ApiKey) -> KeyOut:
@@ -112,11 +146,14 @@ def key_routes(app: App) -> list[Any]:
         tags=["keys"],
         security=BEARER,
         status_code=201,
-        responses=errors(400, 401, 403, 404, 429),
+        operation_class=_body_operation(KeyIn, required=True),
+        request_max_body_size=_MAX_BODY,
+        responses=errors(400, 401, 403, 404, 413, 429),
     )
-    async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyIn]) -> KeyWithSecret:
+    async def create_key(request: Request[Any, Any, Any]) -> KeyWithSecret:
         """A new key of the caller's tenant; the answer holds its secret, shown this once (``admin``)."""
         key = app.auth(request, "admin")
+        data = await _body(request, KeyIn, None)
         scopes = parse_scopes(data.scopes)
         if data.tenant is not None and data.tenant != key.tenant and scope_of(key) is not None:
             raise Forbidden("a tenant's admin key creates keys only for its own tenant")
@@ -152,16 +189,16 @@ def key_routes(app: App) -> list[Any]:
         tags=["keys"],
         security=BEARER,
         status_code=200,
-        responses=errors(400, 401, 403, 404, 409, 429),
+        operation_class=_body_operation(RotateIn, required=False),
+        request_max_body_size=_MAX_BODY,
+        responses=errors(400, 401, 403, 404, 409, 413, 429),
     )
-    async def rotate_key(
-        request: Request[Any, Any, Any], key_id: FromPath[str], data: JSONBody[RotateIn | None] = None
-    ) -> KeyWithSecret:
+    async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> KeyWithSecret:
         """A new secret for a key of the caller's tenant (``admin``), shown this once; the old secret keeps
         working for ``overlap`` (default 24h, at most 30d), then is refused. 409 for a revoked key."""
         key = app.auth(request, "admin")
         _check_id(key_id)
-        overlap = lifecycle.parse_overlap((data or RotateIn()).overlap)
+        overlap = lifecycle.parse_overlap((await _body(request, RotateIn, RotateIn())).overlap)
         change = await asyncio.to_thread(
             lifecycle.rotate, app.store, key_id, overlap, lifecycle.key_actor(key), scope_of(key), ip(request)
         )
