@@ -7,7 +7,10 @@
     │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
     │   └── RuleError               500  a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
-    │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── IntegrityError          503  the log no longer extends a checkpoint signed earlier: no more writes
+    │   ├── StoreInUse              503  another `vigil serve` holds the SQLite file (raised at start)
+    │   └── StorageFault            503  file lost, unwritable or out of space: logged once when found
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
@@ -71,6 +74,24 @@ class StorageError(VigilError):
 class AppendOnlyViolation(StorageError):
     status = 500
     code = "append_only_violation"
+
+
+class IntegrityError(StorageError):
+    """The stored log contradicts trusted state kept outside the database (rewritten, truncated, checkpoints
+    deleted): the tenant takes no more writes and gets no more checkpoints until an operator looks."""
+
+    code = "integrity_failure"
+
+
+class StoreInUse(StorageError):
+    """A second server on a SQLite file that one is already serving; raised at start, names the holder."""
+
+    code = "store_in_use"
+
+
+class StorageFault(StorageError):
+    """A storage fault the store logs once when it finds it (file removed or replaced, disk full); the error
+    every request then gets is not logged again, so a flood of refused writes cannot flood the log."""
 
 
 class ClientError(VigilError):

@@ -106,12 +106,40 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest number of events the writer puts in one group commit.",
     ),
     Setting(
+        "sqlite_min_free_mb",
+        _positive_int,
+        64,
+        "Free disk space (MB) the SQLite file's directory must keep: below it writes are refused with 503 and "
+        "`/readyz` fails, before the disk is full; 0 turns the check off.",
+    ),
+    Setting(
+        "bundle_max_mb",
+        _positive_int,
+        16384,
+        "Largest uncompressed member (MB) `vigil verify-bundle` reads from a bundle, checked from the zip "
+        "header and again while reading; larger bundles are refused (export them in slices).",
+    ),
+    Setting(
+        "bundle_max_depth",
+        _positive_int,
+        64,
+        "Deepest JSON nesting `vigil verify-bundle` accepts in a bundle's events and manifest.",
+    ),
+    Setting(
         "signing_key",
         str,
         "",
         "File holding the Ed25519 key that signs checkpoints; created (mode 0600) on first start. Empty: next "
         "to the SQLite file, as <database>.signing-key (required with a PostgreSQL URL). It never leaves the "
         "server; only the verifier key is served.",
+    ),
+    Setting(
+        "state_dir",
+        str,
+        "",
+        "Directory of the server's trusted state: per tenant, the last checkpoint it signed, checked at start "
+        "and before every signature so that a rewritten database is refused. Keep it outside the database, "
+        "beside the signing key. Empty: <signing key>.state.",
     ),
     Setting(
         "key_name",

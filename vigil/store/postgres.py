@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
     from vigil.settings import Settings
 
+log = logging.getLogger("vigil.store")
+
 LOCK_SPACE = 0x56494731  # first key of pg_advisory_xact_lock(int, int): "VIG1"
 PARTITIONS_AHEAD = 2  # months of partitions kept ready beyond the current one
 
@@ -81,6 +84,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self._frontiers: dict[int, CompactRange] = {}
         self._partitions: dict[int, int] = {}  # tenant id -> end (µs) of its last partition
         self._lock = threading.Lock()
+        self._disconnected = False
         try:
             conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
@@ -91,8 +95,15 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self.migrate(conn)
         # Never prepare: a prepared search soon gets a generic plan that cannot see its seq bounds or values,
         # and at 1M events a rare word then takes 60-240 ms instead of 3 (bench/query.py).
+        # check: a pooled connection the server has dropped (restart, failover, idle cut) is replaced before it
+        # is handed out, for one round trip, instead of failing the read it was given to
         self._pool: ConnectionPool[Any] = pool_cls(
-            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False, "prepare_threshold": None}
+            url,
+            min_size=1,
+            max_size=8,
+            open=True,
+            kwargs={"autocommit": False, "prepare_threshold": None},
+            check=pool_cls.check_connection,
         )
         self._start_writer(conn)
 
@@ -219,6 +230,25 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
+        if conn.broken or conn.closed:
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        """Replace the writer's lost connection (server restart, killed backend, network cut), on the writer
+        thread between two transactions; if the server cannot be reached the next write tries again."""
+        psycopg, _ = _import()
+        try:
+            fresh = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            if not self._disconnected:
+                log.error("lost the connection to PostgreSQL and cannot reconnect yet: %s", exc)
+            self._disconnected = True
+            return
+        old, self._wconn = self._wconn, fresh
+        with contextlib.suppress(Exception):
+            old.close()
+        self._disconnected = False
+        log.warning("the writer's PostgreSQL connection was lost; reconnected")
 
     def _forget(self) -> None:
         self._frontiers.clear()
@@ -553,8 +583,16 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self.write(lambda conn: conn.execute("ANALYZE"))
 
     def check(self) -> None:
+        """Raise :class:`StorageError` unless a write and a read would succeed now. The write probe goes through
+        the writer: a dead connection makes the first probe fail and reconnect, so only a second failure means
+        the server is out of reach. Dead pooled read connections are replaced."""
         if not self.writer_alive():
             raise StorageError("the store is closed or its writer has stopped")
+        try:
+            self.write(_probe)
+        except StorageError:
+            self.write(_probe)
+        self._pool.check()
         with self._control() as conn:
             conn.execute("SELECT 1")
 
@@ -566,6 +604,10 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self._pool.close()
         with contextlib.suppress(Exception):
             self._wconn.close()
+
+
+def _probe(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT 1")
 
 
 def _text(value: str) -> str:

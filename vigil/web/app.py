@@ -31,16 +31,18 @@ import vigil
 from vigil.auth import AuthThrottle, KeyRing, keep_flushing, require
 from vigil.errors import (
     ClientError,
+    IntegrityError,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageFault,
     UnsupportedMediaType,
     VigilError,
 )
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import RateLimiter
-from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
+from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
     MAX_REQUEST_BYTES,
@@ -56,7 +58,8 @@ from vigil.model import (
 )
 from vigil.settings import Settings
 from vigil.store import Store, open_store
-from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery
+from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery, Tenant
+from vigil.store.detection import NewAlert
 from vigil.web.alert_routes import alert_routes
 from vigil.web.common import (
     BEARER,
@@ -144,11 +147,13 @@ class App:
         self._signer: Signer | None = None
         self._schedule: asyncio.Task[None] | None = None
         self._touching: asyncio.Task[None] | None = None
+        self.integrity: dict[int, str] = {}
+        """Tenants whose log contradicts the trusted state (id -> what was found): no writes, no checkpoints."""
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.settings.database, self.settings)
+            self._store = open_store(self.settings.database, self.settings, exclusive=True)
         return self._store
 
     @property
@@ -173,9 +178,10 @@ class App:
         self.startup()
         self._touching = asyncio.create_task(keep_flushing(self.keyring))
         signer = self.signer
+        await asyncio.to_thread(self.check_integrity)
         if self.settings.checkpoint_interval:
             self._schedule = asyncio.create_task(
-                run_schedule(self.store, signer, self.settings.checkpoint_interval)
+                run_schedule(self.store, signer, self.settings.checkpoint_interval, self.integrity_failed)
             )
         if getattr(self.settings, "detect", False):
             from vigil.detect.loader import build_engine
@@ -184,6 +190,45 @@ class App:
             self.engine = engine
             self._detecting = threading.Thread(target=self._detect, name="vigil-detect", daemon=True)
             self._detecting.start()
+
+    def check_integrity(self) -> None:
+        """Prove every tenant's log extends the last checkpoint this server signed for it (at start)."""
+        for tenant in self.store.list_tenants():
+            try:
+                check_tenant(self.store, self.signer, tenant)
+            except IntegrityError as exc:
+                self.integrity_failed(tenant, exc)
+
+    def integrity_failed(self, tenant: Tenant, exc: IntegrityError) -> None:
+        """Stop a tenant's writes and checkpoints, say why, and raise a P0 alert in its alert list."""
+        first = tenant.id not in self.integrity
+        self.integrity[tenant.id] = exc.message
+        if not first:
+            return
+        log.critical("INTEGRITY FAILURE: %s; tenant %s takes no more writes", exc.message, tenant.slug)
+        now = time.time_ns() // 1000
+        alert = NewAlert(
+            rule_id="vigil.integrity",
+            title="The stored log contradicts the checkpoint this server signed",
+            severity="P0",
+            techniques=("T1565.001",),
+            summary=exc.message,
+            group={"tenant": tenant.slug},
+            dedup_key=f"vigil.integrity:{tenant.slug}",
+            evidence=(),
+            first_us=now,
+            last_us=now,
+            suppress_us=86_400_000_000,
+        )
+        try:
+            self.store.commit_detection(tenant.id, [alert])
+        except VigilError:
+            log.exception("could not store the integrity alert for tenant %s", tenant.slug)
+
+    def refuse_if_compromised(self, tenant_id: int) -> None:
+        problem = self.integrity.get(tenant_id)
+        if problem is not None:
+            raise IntegrityError(f"this tenant's log takes no writes until an operator looks: {problem}")
 
     def _detect(self) -> None:
         if self.engine is None:
@@ -328,8 +373,13 @@ def create_app(
         responses=errors(503),
     )
     def readyz() -> Health:
-        """The store answers a read; load balancers route traffic here only then."""
+        """The store answers a read and would take a write (on SQLite: the file is still the one opened,
+        writable, with free space over the minimum), and every tenant's log extends its trusted state; load
+        balancers route traffic here only then."""
         app.store.check()
+        if app.integrity:
+            problems = "; ".join(app.integrity.values())
+            raise IntegrityError(f"{len(app.integrity)} tenant log(s) failed the integrity check: {problems}")
         return Health("ready", vigil.__version__)
 
     @post(
@@ -341,7 +391,7 @@ def create_app(
         request_max_body_size=MAX_REQUEST_BYTES,
         status_code=200,
         responses={
-            **errors(400, 401, 403, 413, 415, 422, 429),
+            **errors(400, 401, 403, 413, 415, 422, 429, 503),
         },
     )
     async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
@@ -351,6 +401,7 @@ def create_app(
         already logged; the original ``seq``) or ``rejected`` (with every problem found).
         """
         key = app.auth(request, "ingest")
+        app.refuse_if_compromised(key.tenant_id)
         body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
         received_us = time.time_ns() // 1000
         good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
@@ -538,7 +589,7 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
-            if not isinstance(exc, ClientError):
+            if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
         if isinstance(exc, ValidationException):

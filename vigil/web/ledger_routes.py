@@ -13,7 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
-from vigil.errors import InvalidRequest, NotFound, StorageError
+from vigil.errors import IntegrityError, InvalidRequest, NotFound, StorageError
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
@@ -152,13 +152,17 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["checkpoints"],
         security=BEARER,
         status_code=201,
-        responses={**errors(400, 401, 403), 201: _NOTE[200]},
+        responses={**errors(400, 401, 403, 503), 201: _NOTE[200]},
     )
     async def create(request: Request[Any, Any, Any]) -> Response[str]:
         """Sign and store a checkpoint of the tenant's log as it is now (admin)."""
         key = app.auth(request, "admin")
         tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
-        cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
+        try:
+            cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
+        except IntegrityError as exc:
+            app.integrity_failed(tenant, exc)
+            raise
         if cp is None:
             raise InvalidRequest("the log is empty: nothing to checkpoint")
         return _text(cp.note, 201)
@@ -174,7 +178,7 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["export"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 503),
             200: ResponseSpec(
                 data_container=bytes, description="A bundle (zip) or NDJSON", media_type="application/zip"
             ),
@@ -200,7 +204,12 @@ def ledger_routes(app: App) -> list[Any]:
             raise InvalidRequest(f"need from_seq < to_seq <= {size} (the log's size); got {from_seq}..{end}")
         spool: Any = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
         if format == "bundle":
-            await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+            try:
+                await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+            except IntegrityError as exc:  # no bundle is signed over a log that contradicts the trusted state
+                spool.close()
+                app.integrity_failed(tenant, exc)
+                raise
         else:
             await asyncio.to_thread(_write_ndjson, app, tenant.id, spool, from_seq, end)
         app.record_access(key, "audit_log.exported", {"format": format, "from_seq": from_seq, "to_seq": end})
