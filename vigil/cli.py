@@ -128,6 +128,8 @@ def main() -> None:
     "tenant_queue_events",
     "body_timeout",
     "read_audit_window",
+    "auth_failure_limit",
+    "auth_failure_window",
     "sqlite_synchronous",
     "commit_max_events",
     "sqlite_min_free_mb",
@@ -231,78 +233,6 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     _emit(as_json, rows, text)
 
 
-@main.group()
-def keys() -> None:
-    """Create and list API keys (only a hash of each secret is stored)."""
-
-
-@keys.command("create")
-@click.option("--tenant", required=True, help="Tenant slug the key belongs to.")
-@click.option(
-    "--scope",
-    "scopes",
-    default="ingest",
-    show_default=True,
-    help="Comma-separated scopes: ingest, read, admin, security, auditor.",
-)
-@click.option("--name", default="", help="A label to recognise the key by.")
-@setting_options("database")
-@json_option
-def keys_create(tenant: str, scopes: str, name: str, database: str | None, as_json: bool) -> None:
-    """Create an API key. The secret is printed once and cannot be shown again."""
-    from vigil.auth import create_key, parse_scopes
-
-    store = _open(_settings(database=database))
-    try:
-        key, secret = create_key(store, store.get_tenant(tenant), parse_scopes(scopes), name)
-    finally:
-        store.close()
-    _emit(
-        as_json,
-        {
-            "key_id": key.key_id,
-            "tenant": tenant,
-            "scopes": sorted(key.scopes),
-            "name": key.name,
-            "key": secret,
-        },
-        f"key {key.key_id} for {tenant} ({', '.join(sorted(key.scopes))}):\n\n    {secret}\n\n"
-        "Store it now: Vigil keeps only a hash and cannot show it again.",
-    )
-
-
-@keys.command("list")
-@click.option("--tenant", help="Only this tenant's keys.")
-@setting_options("database")
-@json_option
-def keys_list(tenant: str | None, database: str | None, as_json: bool) -> None:
-    """List API keys (never their secrets)."""
-    store = _open_existing(_settings(database=database))
-    try:
-        tid = store.get_tenant(tenant).id if tenant else None
-        rows = [
-            {
-                "key_id": k.key_id,
-                "tenant": k.tenant,
-                "name": k.name,
-                "scopes": sorted(k.scopes),
-                "created_at": k.created_at,
-                "revoked": k.revoked,
-            }
-            for k in store.list_keys(tid)
-        ]
-    finally:
-        store.close()
-    text = (
-        "\n".join(
-            f"{r['key_id']}  {r['tenant']:<16} {','.join(r['scopes']):<20} {r['name']}"  # type: ignore[arg-type]
-            for r in rows
-        )
-        or "no keys"
-    )
-    _emit(as_json, rows, text)
-
-
 @main.command()
 @click.option(
     "--events",
@@ -328,7 +258,7 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
     Tenants that already hold events are left as they are; fresh keys are printed either way.
     """
     from vigil import demo as demo_data
-    from vigil.auth import create_key
+    from vigil import keys
     from vigil.errors import NotFound
     from vigil.ingest.intake import Prepared, prepare_event
     from vigil.model import EventIn
@@ -339,6 +269,7 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
     whole = sum(n for _, _, n in DEMO_TENANTS)
     started = time.perf_counter()
     written = 0
+    by, scopes = keys.operator(), frozenset({"ingest", "read"})
     try:
         for slug, name, share in DEMO_TENANTS:
             try:
@@ -369,8 +300,13 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
                 info["attacks"] = [
                     {"name": a.name, "technique": a.technique, "description": a.description} for a in attacks
                 ]
-            _, secret = create_key(store, tenant, frozenset({"ingest", "read"}), "demo")
-            info["key"] = secret
+            # a rerun retires the keys an earlier run printed: demo keys end up in shell histories and docs
+            changes = [
+                *keys.revoke_named(store, tenant, "demo", by),
+                keys.create(store, tenant, scopes, "demo", by),
+            ]
+            keys.record(store, changes)
+            info["key"], info["revoked_keys"] = changes[-1].secret, [c.key.key_id for c in changes[:-1]]
             out["tenants"][slug] = info
         store.optimize()  # type: ignore[attr-defined]
     finally:
@@ -654,6 +590,7 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
+from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
 
 if __name__ == "__main__":
     main()

@@ -136,6 +136,19 @@ SETTINGS: tuple[Setting, ...] = (
         "entry with a count (the first is recorded at once). 0: one entry per read.",
     ),
     Setting(
+        "auth_failure_limit",
+        _positive_int,
+        20,
+        "Wrong keys (unknown, revoked, or a wrong secret) one source address may present per "
+        "`auth_failure_window` before it gets 429 with `Retry-After`; 0 turns the limit off.",
+    ),
+    Setting(
+        "auth_failure_window",
+        _positive_int,
+        60,
+        "Seconds over which `auth_failure_limit` counts a source address's failed authentications.",
+    ),
+    Setting(
         "sqlite_synchronous",
         str,
         "FULL",

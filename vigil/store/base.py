@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -32,7 +32,15 @@ class ApiKey:
     scopes: frozenset[str]
     secret_hash: bytes
     created_at: str
-    revoked: bool = False
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    rotated_at: str | None = None
+    previous_hash: bytes | None = None  # the secret a rotation replaced, accepted until previous_until
+    previous_until: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,15 @@ class Store(Protocol):
     def create_key(self, key: ApiKey) -> None: ...
     def get_key(self, key_id: str) -> ApiKey | None: ...
     def list_keys(self, tenant_id: int | None = None) -> list[ApiKey]: ...
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        """Mark the key revoked at ``at``; False when it already was. NotFound when there is no such key."""
+
+    def rotate_key(self, key_id: str, secret_hash: bytes, at: str, previous_until: str) -> None:
+        """Give the key a new secret; the current one stays valid until ``previous_until`` (one replaced secret
+        at most: an older one stops at once). NotFound for no such key, Conflict for a revoked one."""
+
+    def touch_keys(self, used: Mapping[str, str]) -> None:
+        """Record when keys were last used (key id -> time), in one write; never moves a time backwards."""
 
     def append(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
         """Append events to a tenant's log durably; blocks until committed."""

@@ -101,6 +101,18 @@ ALTER TABLE vigil.checkpoints ENABLE ALWAYS TRIGGER checkpoints_append_only;
 ALTER TABLE vigil.checkpoints ENABLE ALWAYS TRIGGER checkpoints_no_truncate;
 """,
     ),
+    (
+        4,
+        "key_lifecycle",
+        """
+-- When a key was last used (coalesced: written at most once a minute per key), and rotation: the secret a
+-- rotation replaced keeps working until previous_until, then only secret_hash does.
+ALTER TABLE vigil.api_keys ADD COLUMN last_used_at text;
+ALTER TABLE vigil.api_keys ADD COLUMN rotated_at text;
+ALTER TABLE vigil.api_keys ADD COLUMN previous_hash bytea;
+ALTER TABLE vigil.api_keys ADD COLUMN previous_until text;
+""",
+    ),
 ]
 
 TENANT_MIGRATIONS: list[tuple[int, str, str]] = [

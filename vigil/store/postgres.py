@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -407,8 +407,9 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         )
 
     _KEY_SQL = (
-        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, "
-        "k.revoked_at IS NOT NULL FROM vigil.api_keys k JOIN vigil.tenants t ON t.id = k.tenant_id"
+        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, k.revoked_at, "
+        "k.last_used_at, k.rotated_at, k.previous_hash, k.previous_until "
+        "FROM vigil.api_keys k JOIN vigil.tenants t ON t.id = k.tenant_id"
     )
 
     def get_key(self, key_id: str) -> ApiKey | None:
@@ -425,6 +426,49 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
                     self._KEY_SQL + " WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,)
                 ).fetchall()
         return [_key(r) for r in rows]
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        def revoke(conn: psycopg.Connection[Any]) -> bool:
+            cur = conn.execute(
+                "UPDATE vigil.api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
+                (at, key_id),
+            )
+            if cur.rowcount:
+                return True
+            if conn.execute("SELECT 1 FROM vigil.api_keys WHERE key_id = %s", (key_id,)).fetchone() is None:
+                raise NotFound(f"no key {key_id!r}")
+            return False
+
+        return self.write(revoke)
+
+    def rotate_key(self, key_id: str, secret_hash: bytes, at: str, previous_until: str) -> None:
+        def rotate(conn: psycopg.Connection[Any]) -> None:
+            cur = conn.execute(
+                "UPDATE vigil.api_keys SET previous_hash = secret_hash, previous_until = %s, secret_hash = %s, "
+                "rotated_at = %s WHERE key_id = %s AND revoked_at IS NULL",
+                (previous_until, secret_hash, at, key_id),
+            )
+            if not cur.rowcount:
+                row = conn.execute(
+                    "SELECT revoked_at FROM vigil.api_keys WHERE key_id = %s", (key_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no key {key_id!r}")
+                raise Conflict(f"key {key_id} was revoked at {row[0]}; a revoked key cannot be rotated")
+
+        self.write(rotate)
+
+    def touch_keys(self, used: Mapping[str, str]) -> None:
+        if not used:
+            return
+        rows = [(at, key_id, at) for key_id, at in used.items()]
+        self.write(
+            lambda conn: conn.cursor().executemany(
+                "UPDATE vigil.api_keys SET last_used_at = %s WHERE key_id = %s AND "
+                "(last_used_at IS NULL OR last_used_at < %s)",
+                rows,
+            )
+        )
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -712,8 +756,20 @@ def _scalar(cur: Any) -> Any:
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
+    previous = None if row[10] is None else bytes(row[10])
     return ApiKey(
-        row[0], row[1], row[2], row[3], frozenset(row[4].split(",")), bytes(row[5]), row[6], bool(row[7])
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        frozenset(row[4].split(",")),
+        bytes(row[5]),
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        previous,
+        row[11],
     )
 
 

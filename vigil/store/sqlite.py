@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -282,9 +282,11 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         return out
 
     def _frontier(self, conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
+        # Re-read when another process appended since (`vigil keys revoke` records its change in the platform
+        # log while a server runs): one primary-key seek, under the write lock, so the size is the real one.
+        size = self._size(conn, tenant_id)
         frontier = self._frontiers.get(tenant_id)
-        if frontier is None:
-            size = self._size(conn, tenant_id)
+        if frontier is None or frontier.size != size:
             reader = TileReader(_tile_fetcher(conn, tenant_id), size)
             frontier = CompactRange(size, [reader(level, idx) for level, idx in decompose(size)])
             self._frontiers[tenant_id] = frontier
@@ -345,8 +347,9 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         )
 
     _KEY_SQL = (
-        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, "
-        "k.revoked_at IS NOT NULL FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+        "SELECT k.key_id, k.tenant_id, t.slug, k.name, k.scopes, k.secret_hash, k.created_at, k.revoked_at, "
+        "k.last_used_at, k.rotated_at, k.previous_hash, k.previous_until "
+        "FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     )
 
     def get_key(self, key_id: str) -> ApiKey | None:
@@ -361,6 +364,46 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                 self._KEY_SQL + " WHERE k.tenant_id = ? ORDER BY k.created_at", (tenant_id,)
             )
         return [_key(r) for r in rows]
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        def revoke(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (at, key_id)
+            )
+            if cur.rowcount:
+                return True
+            if conn.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)).fetchone() is None:
+                raise NotFound(f"no key {key_id!r}")
+            return False
+
+        return self.write(revoke)
+
+    def rotate_key(self, key_id: str, secret_hash: bytes, at: str, previous_until: str) -> None:
+        def rotate(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE api_keys SET previous_hash = secret_hash, previous_until = ?, secret_hash = ?, "
+                "rotated_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (previous_until, secret_hash, at, key_id),
+            )
+            if not cur.rowcount:
+                row = conn.execute("SELECT revoked_at FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no key {key_id!r}")
+                raise Conflict(f"key {key_id} was revoked at {row[0]}; a revoked key cannot be rotated")
+
+        self.write(rotate)
+
+    def touch_keys(self, used: Mapping[str, str]) -> None:
+        if not used:
+            return
+        rows = [(at, key_id, at) for key_id, at in used.items()]
+        self.write(
+            lambda conn: conn.executemany(
+                "UPDATE api_keys SET last_used_at = ? WHERE key_id = ? AND "
+                "(last_used_at IS NULL OR last_used_at < ?)",
+                rows,
+            )
+        )
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -614,7 +657,7 @@ def _stored(row: tuple[int, bytes, bytes]) -> RawEvent:
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    return ApiKey(row[0], row[1], row[2], row[3], frozenset(row[4].split(",")), row[5], row[6], bool(row[7]))
+    return ApiKey(row[0], row[1], row[2], row[3], frozenset(row[4].split(",")), *row[5:])
 
 
 def _storage_error(exc: BaseException) -> BaseException:

@@ -26,7 +26,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, Reque
 from litestar.params import FromPath, Parameter
 
 import vigil
-from vigil.auth import KeyRing, require
+from vigil.auth import AuthThrottle, KeyRing, keep_flushing, require
 from vigil.errors import (
     ClientError,
     IntegrityError,
@@ -70,6 +70,7 @@ from vigil.web.common import (
     with_options,
 )
 from vigil.web.fairness import ReadAudit, body_deadline
+from vigil.web.key_routes import key_routes
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
@@ -140,6 +141,7 @@ class App:
         self._background: set[asyncio.Task[Any]] = set()
         self._signer: Signer | None = None
         self._schedule: asyncio.Task[None] | None = None
+        self._touching: asyncio.Task[None] | None = None
         self.integrity: dict[int, str] = {}
         """Tenants whose log contradicts the trusted state (id -> what was found): no writes, no checkpoints."""
 
@@ -152,7 +154,8 @@ class App:
     @property
     def keyring(self) -> KeyRing:
         if self._keyring is None:
-            self._keyring = KeyRing(self.store)
+            limit, window = self.settings.auth_failure_limit, self.settings.auth_failure_window
+            self._keyring = KeyRing(self.store, throttle=AuthThrottle(limit, window))
         return self._keyring
 
     @property
@@ -170,6 +173,7 @@ class App:
         self.startup()
         if self.read_audit.window > 0:
             self._audit_task = asyncio.create_task(self.read_audit.run())
+        self._touching = asyncio.create_task(keep_flushing(self.keyring))
         signer = self.signer
         await asyncio.to_thread(self.check_integrity)
         if self.settings.checkpoint_interval:
@@ -246,17 +250,27 @@ class App:
             self._audit_task.cancel()
             await asyncio.gather(self._audit_task, return_exceptions=True)
         self.read_audit.flush(everything=True)  # the counted repeats reach the platform log before it closes
+        if self._touching is not None:
+            self._touching.cancel()
+            await asyncio.gather(self._touching, return_exceptions=True)
+            await asyncio.to_thread(self.keyring.flush)  # last uses noted since the last write
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.owns_store and self._store is not None:
             self._store.close()
 
     def auth(self, request: Request[Any, Any, Any], *scopes: str) -> ApiKey:
-        key = self.keyring.authenticate(request.headers.get("authorization"))
+        host = request.client.host if request.client else None
+        key = self.keyring.authenticate(request.headers.get("authorization"), AuthThrottle.source_of(host))
         require(key, *scopes)
         if "read" in scopes:  # every read route: charged per key before the work (a search flood is refused)
             self.read_limiter.take(key.key_id)
         return key
+
+    async def platform_id(self) -> int:
+        if self._platform_id is None:
+            self._platform_id = (await asyncio.to_thread(self.store.get_tenant, PLATFORM_TENANT)).id
+        return self._platform_id
 
     def record_access(self, key: ApiKey, action: str, metadata: dict[str, Any]) -> None:
         """Record a read of a tenant's log in the platform log, without making the reader wait for it.
@@ -621,6 +635,7 @@ def create_app(
                 entity_history,
                 *ledger_routes(app),
                 *alert_routes(app),
+                *key_routes(app),
             ]
         ),
         on_startup=[app.start],

@@ -47,6 +47,8 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
         429: "Over the rate limit",
         503: "Store not ready",
     }
+    if 401 in statuses:  # whatever authenticates may answer 429: too many failed authentications (vigil.auth)
+        statuses = (*statuses, 429)
     return {s: ResponseSpec(data_container=ErrorBody, description=text[s]) for s in statuses}
 
 
