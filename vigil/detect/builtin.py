@@ -13,6 +13,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from vigil.detect import builtin_examples as ex
+from vigil.detect.builtin_slow import (
+    SlowBruteForce,
+    SlowBulkExport,
+    SlowPasswordSpraying,
+    SlowSuccessAfterFailures,
+    SlowTier,
+)
+from vigil.detect.fields import actor as _actor
+from vigil.detect.fields import ip as _ip
+from vigil.detect.fields import login as _login
+from vigil.detect.fields import records as _records
+from vigil.detect.fields import who as _who
 from vigil.detect.geo import Geo, Place, distance_km, network_of, parse_networks
 from vigil.detect.rules import Ev, Hit, RuleInfo
 from vigil.detect.windows import Windows
@@ -29,24 +41,6 @@ def default_params(tenant: str, rule: RuleInfo) -> dict[str, Any]:
     return rule.params
 
 
-def _actor(ev: Ev) -> dict[str, Any]:
-    actor: dict[str, Any] = ev.doc.get("actor") or {}
-    return actor
-
-
-def _ip(ev: Ev) -> str:
-    return str((ev.doc.get("context") or {}).get("ip") or "")
-
-
-def _who(ev: Ev) -> str:
-    actor = _actor(ev)
-    return str(actor.get("email") or actor.get("name") or actor.get("id") or "?")
-
-
-def _login(ev: Ev, outcome: str) -> bool:
-    return ev.doc.get("action") == "user.login" and ev.doc.get("outcome") == outcome
-
-
 class Builtin:
     """One built-in rule: its description, its thresholds and its per-event logic (``hits``)."""
 
@@ -56,9 +50,14 @@ class Builtin:
     def __init__(self, params: Params = default_params) -> None:
         self._params = params
 
+    @classmethod
+    def infos(cls) -> tuple[RuleInfo, ...]:
+        """The rules this evaluator raises alerts for."""
+        return (cls.info,)
+
     @property
     def rules(self) -> Sequence[RuleInfo]:
-        return (self.info,)
+        return self.infos()
 
     def p(self, tenant: str) -> dict[str, Any]:
         return self._params(tenant, self.info)
@@ -84,14 +83,24 @@ class Builtin:
 
 
 class _Windowed(Builtin):
-    """A rule that counts events per (tenant, group) over its window of event time."""
+    """A rule that counts events per (tenant, group) over its window of event time, with a slow tier (its own
+    rule, see :mod:`vigil.detect.builtin_slow`) counting the same group over a day: when the fast rule fires
+    on a group, the slow tier's count of it starts again."""
+
+    tier: type[SlowTier]
 
     def __init__(self, params: Params = default_params) -> None:
         super().__init__(params)
         self.windows: Windows[Ev] = Windows(self.info.window_us)
+        self.slow = self.tier(params)
+
+    @classmethod
+    def infos(cls) -> tuple[RuleInfo, ...]:
+        return (cls.info, cls.tier.info)
 
     def sweep(self, now_us: int) -> None:
         self.windows.sweep(now_us)
+        self.slow.sweep(now_us)
 
 
 class BruteForce(_Windowed):
@@ -108,6 +117,8 @@ class BruteForce(_Windowed):
         examples=ex.BRUTE_FORCE,
     )
     actions = frozenset({"user.login"})
+    tier = SlowBruteForce
+    slow: SlowBruteForce
 
     def hits(self, ev: Ev) -> list[Hit]:
         if not _login(ev, "failure"):
@@ -116,9 +127,10 @@ class BruteForce(_Windowed):
         key = (ev.tenant, account)
         window = self.windows.add(key, ev.us, ev)
         if len(window) < int(self.p(ev.tenant)["failures"]):
-            return []
+            return self.slow.failure(ev, key, account)
         evidence = [e for _, e in window]
         self.windows.clear(key)  # the next alert needs a fresh run of failures
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -143,18 +155,25 @@ class PasswordSpraying(_Windowed):
         examples=ex.PASSWORD_SPRAYING,
     )
     actions = frozenset({"user.login"})
+    tier = SlowPasswordSpraying
+    slow: SlowPasswordSpraying
 
     def hits(self, ev: Ev) -> list[Hit]:
         ip = _ip(ev)
-        if not ip or not _login(ev, "failure"):
+        if not ip:
             return []
         key = (ev.tenant, ip)
+        if not _login(ev, "failure"):
+            if _login(ev, "success"):
+                self.slow.success(ev, key)
+            return []
         window = self.windows.add(key, ev.us, ev)
         accounts = {str(_actor(e).get("id", "")) for _, e in window}
         if len(accounts) < int(self.p(ev.tenant)["accounts"]):
-            return []
+            return self.slow.failure(ev, key, ip)
         evidence = [e for _, e in window]
         self.windows.clear(key)
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -179,20 +198,24 @@ class SuccessAfterFailures(_Windowed):
         examples=ex.SUCCESS_AFTER_FAILURES,
     )
     actions = frozenset({"user.login"})
+    tier = SlowSuccessAfterFailures
+    slow: SlowSuccessAfterFailures
 
     def hits(self, ev: Ev) -> list[Hit]:
         account = str(_actor(ev).get("id", ""))
         key = (ev.tenant, account)
         if _login(ev, "failure"):
             self.windows.add(key, ev.us, ev)
+            self.slow.failure(ev, key)
             return []
         if not _login(ev, "success"):
             return []
         window = self.windows.get(key)
         failures = [e for us, e in window or () if us >= ev.us - self.info.window_us]
         if len(failures) < int(self.p(ev.tenant)["failures"]):
-            return []
+            return self.slow.success(ev, key, account)
         self.windows.clear(key)
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -343,6 +366,8 @@ class BulkExport(_Windowed):
         examples=ex.BULK_EXPORT,
     )
     actions = frozenset({"data.exported", "report.exported", "data.viewed"})
+    tier = SlowBulkExport
+    slow: SlowBulkExport
 
     def hits(self, ev: Ev) -> list[Hit]:
         if ev.doc.get("outcome") != "success":
@@ -354,8 +379,10 @@ class BulkExport(_Windowed):
         exports = [e for _, e in window if e.doc["action"] != "data.viewed"]
         records = sum(_records(e) for _, e in window)
         if len(exports) < int(p["exports"]) and records < int(p["records"]):
-            return []
+            export, read = ev.doc["action"] != "data.viewed", _records(ev)
+            return self.slow.event(ev, key, actor, export, read) if export or read else []
         self.windows.clear(key)
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -371,11 +398,6 @@ def _export_text(exports: int, records: int) -> str:
     if records:
         parts.append(f"read or exported {records:,} records")
     return " and ".join(parts)
-
-
-def _records(ev: Ev) -> int:
-    value = (ev.doc.get("metadata") or {}).get("record_count")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class OperatorDataAccess(_Stateless):
@@ -614,7 +636,7 @@ OTHER_RULES = (
     BulkExport,
     OperatorDataAccess,
 )
-BUILTIN_RULES: tuple[RuleInfo, ...] = tuple(r.info for r in (*OTHER_RULES, *GEO_RULES))
+BUILTIN_RULES: tuple[RuleInfo, ...] = tuple(i for r in (*OTHER_RULES, *GEO_RULES) for i in r.infos())
 
 
 def builtin_evaluators(geo: Geo | None = None, params: Params = default_params) -> list[Builtin]:
