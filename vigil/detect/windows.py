@@ -22,16 +22,22 @@ class Windows(Generic[T]):
 
     def add(self, key: Hashable, us: int, item: T) -> deque[tuple[int, T]]:
         """Add ``item`` at ``us`` under ``key``; returns the key's window, oldest first."""
+        return self.add_dropping(key, us, item)[0]
+
+    def add_dropping(self, key: Hashable, us: int, item: T) -> tuple[deque[tuple[int, T]], list[T]]:
+        """:meth:`add`, also returning the items that left the window (``item`` itself if it came too late),
+        so a rule can keep running totals instead of recounting the window on every event."""
         window = self._by_key.get(key)
         if window is None:
             window = self._by_key[key] = deque()
         window.append((us, item))
         newest = max(us, window[-2][0]) if len(window) > 1 else us
+        dropped = []
         if us < newest - self.span_us:
-            window.pop()  # far older than what the window already holds
+            dropped.append(window.pop()[1])  # far older than what the window already holds
         while window and window[0][0] < newest - self.span_us:
-            window.popleft()
-        return window
+            dropped.append(window.popleft()[1])
+        return window, dropped
 
     def get(self, key: Hashable) -> deque[tuple[int, T]] | None:
         return self._by_key.get(key)
