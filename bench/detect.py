@@ -13,7 +13,8 @@ event is tested against them.
 Then, in the same run and process:
 
 * decode only: ``msgspec.json.decode`` of every canonical body (what the engine pays before any rule);
-* the built-ins (``builtin_evaluators()``, geo rules included) alone, the Sigma rule set alone, and both
+* the built-ins (``builtin_evaluators()``, geo rules included) alone, and once more with their slow tiers
+  replaced by ones that count nothing (the slow tiers' cost, as a ratio), the Sigma rule set alone, and both
   together, each including the decode and fed through the engine's action dispatch
   (``vigil.detect.engine.Dispatch``), in events/s;
 * the baseline: the same Sigma rules converted by ``sigma.backends.sqlite``, the events flattened into an
@@ -62,6 +63,25 @@ def _builtins() -> Callable[[], list[Evaluator]]:
     from vigil.detect.geo import StaticGeo
 
     return lambda: list(builtin_evaluators(StaticGeo(DEMO_GEO)))
+
+
+class _NoTier:
+    """A slow tier that counts nothing: the built-ins with it are the baseline the slow tiers' cost is measured
+    against, in the same run."""
+
+    def __getattr__(self, name: str) -> Callable[..., list[Hit]]:
+        return lambda *args: []
+
+
+def _without_slow_tiers(make: Callable[[], list[Evaluator]]) -> Callable[[], list[Evaluator]]:
+    def fresh() -> list[Evaluator]:
+        evaluators = make()
+        for e in evaluators:
+            if hasattr(e, "slow"):
+                e.slow = _NoTier()
+        return evaluators
+
+    return fresh
 
 
 ACTIONS = (
@@ -276,6 +296,8 @@ def main() -> None:
     ]
     if builtins:
         lines.insert(0, ("decode + built-ins", fresh))
+        if any(hasattr(e, "slow") for e in builtins):
+            lines.insert(0, ("decode + built-ins without slow tiers", _without_slow_tiers(fresh)))
         lines.append(("decode + built-ins + Sigma rule set", lambda: [*fresh(), sigma.fresh()]))
     rates: dict[str, float] = {}
     sigma_hits = 0
@@ -301,6 +323,9 @@ def main() -> None:
     )
     print(f"ratio Sigma rule set / SQLite queries       {alone / base_query:>12.2f}")
     print(f"ratio Sigma rule set / SQLite load + queries{alone / base_all:>12.2f}")
+    if "decode + built-ins without slow tiers" in rates:
+        ratio = rates["decode + built-ins"] / rates["decode + built-ins without slow tiers"]
+        print(f"ratio built-ins with / without slow tiers   {ratio:>12.2f}")
     if len(lines) > 1:
         print(f"ratio everything / SQLite queries           {ours / base_query:>12.2f}")
         print(f"ratio everything / SQLite load + queries    {ours / base_all:>12.2f}")

@@ -233,7 +233,7 @@ class SuccessAfterFailures(_Windowed):
         if len(failures) < int(self.p(ev.tenant)["failures"]):
             return self.slow.success(ev, key, account)
         self.windows.clear(key)
-        self.slow.clear(key)
+        self.slow.clear((key, _ip(ev)))  # the slow tier counts per account and source
         return [
             self.hit(
                 ev,

@@ -322,6 +322,11 @@ SUCCESS_AFTER_FAILURES_SLOW = Examples(
             *_every(20 * 60, [_login("failure") for _ in range(16)]),
             _login("success", actor=BOB, occurred_at=_at(6 * 3600)),
         ],
+        [  # a burst from an attacker's address, then the owner signs in from home hours later, after a typo
+            *_every(17, [_login("failure", ip="198.51.100.99") for _ in range(14)]),
+            _login("failure", occurred_at=_at(4 * 3600)),
+            _login("success", occurred_at=_at(4 * 3600 + 30)),
+        ],
         _office_day(),
     ),
 )

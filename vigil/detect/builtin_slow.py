@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from vigil.detect import builtin_examples as ex
-from vigil.detect.fields import actor, who
+from vigil.detect.fields import actor, ip, who
 from vigil.detect.rules import Ev, Hit, RuleInfo
 from vigil.detect.windows import Latest, LatestDistinct, Tally
 
@@ -112,14 +112,14 @@ class SlowPasswordSpraying(SlowTier):
         super().__init__(params)
         self.accounts: LatestDistinct[Ev] = LatestDistinct(DAY)
 
-    def failure(self, ev: Ev, key: Hashable, ip: str) -> list[Hit]:
+    def failure(self, ev: Ev, key: Hashable, source: str) -> list[Hit]:
         account = str(actor(ev).get("id", ""))
         window = self.accounts.add(key, account, ev.us, ev, int(self.p(ev.tenant)["accounts"]))
         if window is None:
             return []
         self.accounts.clear(key)
-        text = f"{ip} failed to sign in to {len(window)} different accounts within 24 hours"
-        return [self.hit(ev, {"source_ip": ip}, [e for _, e in window], text)]
+        text = f"{source} failed to sign in to {len(window)} different accounts within 24 hours"
+        return [self.hit(ev, {"source_ip": source}, [e for _, e in window], text)]
 
     def success(self, ev: Ev, key: Hashable) -> None:
         # An office behind one address sees dozens of mistyped passwords a day, each put right at once; a
@@ -140,7 +140,8 @@ class SlowSuccessAfterFailures(SlowTier):
         title="Sign-in succeeded after many failures over a day",
         severity="P2",
         techniques=("T1110",),
-        description="An account signs in successfully after many failed attempts spread over the day before.",
+        description="An account signs in successfully from an address that failed to sign in to it many times "
+        "over the day before.",
         window_us=DAY,
         suppress_us=DAY,
         runbook="Ask the user whether the failures were theirs (an old password on a device); if not, revoke the "
@@ -153,15 +154,21 @@ class SlowSuccessAfterFailures(SlowTier):
         super().__init__(params)
         self.failures: Latest[Ev] = Latest(DAY)
 
+    # Counted per source address: a guesser that gets in does so from where it guessed, while the account's
+    # owner signing in from home after someone else's failures is not news (the failures are brute force's,
+    # and failures spread over many addresses are the slow brute-force tier's).
+
     def failure(self, ev: Ev, key: Hashable) -> None:
-        self.failures.add(key, ev.us, ev, int(self.p(ev.tenant)["failures"]))
+        self.failures.add((key, ip(ev)), ev.us, ev, int(self.p(ev.tenant)["failures"]))
 
     def success(self, ev: Ev, key: Hashable, account: str) -> list[Hit]:
-        failures = [e for _, e in self.failures.items(key, ev.us - DAY)]
+        failures = [e for _, e in self.failures.items((key, ip(ev)), ev.us - DAY)]
         if not failures or len(failures) < int(self.p(ev.tenant)["failures"]):
             return []
-        self.failures.clear(key)
-        text = f"{who(ev)} signed in after {len(failures)} failed attempts within 24 hours"
+        self.failures.clear((key, ip(ev)))
+        text = (
+            f"{who(ev)} signed in from {ip(ev)} after {len(failures)} failed attempts from it within 24 hours"
+        )
         return [self.hit(ev, {"account": account}, [*failures, ev], text)]
 
     def clear(self, key: Hashable) -> None:
