@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from vigil.detect import builtin_examples as ex
+from vigil.detect.builtin_base import DAY, HOUR, MIN, Params
 from vigil.detect.fields import actor, ip, who
 from vigil.detect.rules import Ev, Hit, RuleInfo
 from vigil.detect.windows import Latest, LatestDistinct, Tally
 
-MIN = 60_000_000
-HOUR = 60 * MIN
-DAY = 24 * HOUR
 EVIDENCE_READS = 20  # the largest reads kept as a bulk export's evidence, besides its exports
 
 _order = itertools.count()
-
-Params = Callable[[str, RuleInfo], dict[str, Any]]
 
 
 class SlowTier:
