@@ -120,8 +120,9 @@ class SlowPasswordSpraying(SlowTier):
     def success(self, ev: Ev, key: Hashable) -> None:
         # An office behind one address sees dozens of mistyped passwords a day, each put right at once; a
         # sprayer's accounts do not sign in from its address afterwards.
-        forgive = int(self.p(ev.tenant)["forgive_minutes"]) * MIN
-        self.accounts.discard(key, str(actor(ev).get("id", "")), ev.us - forgive)
+        if key in self.accounts:  # most sign-ins come from addresses that never failed
+            forgive = int(self.p(ev.tenant)["forgive_minutes"]) * MIN
+            self.accounts.discard(key, str(actor(ev).get("id", "")), ev.us - forgive)
 
     def clear(self, key: Hashable) -> None:
         self.accounts.clear(key)

@@ -150,6 +150,9 @@ class LatestDistinct(Generic[T]):
         self._by_key.pop(key, None)
         self._newest.pop(key, None)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._by_key
+
     def sweep(self, now_us: int) -> int:
         """Forget keys seen last longer than the span before ``now_us``; returns how many."""
         stale = [k for k, us in self._newest.items() if us < now_us - self.span_us]
