@@ -19,6 +19,12 @@ from vigil.store import Store, open_store
 from vigil.web import create_app
 
 
+@pytest.fixture(autouse=True)
+def _verifier_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vigil verify`` remembers what it verified under $XDG_STATE_HOME: one place per test, never the home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "vigil.db"

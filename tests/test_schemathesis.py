@@ -124,6 +124,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 "signing_key": str(tmp / "signing-key"),
                 "sqlite_synchronous": "NORMAL",
                 "rate_limit": 0,
+                "search_rate_limit": 0,  # the fuzzer reads far faster than a key may: let it reach the routes
+                "export_rate_limit": 0,
             },
             environ={},
         )
@@ -176,3 +178,13 @@ def test_no_generated_input_produces_a_server_error(case: schemathesis.Case, ser
         assert set(response.json()["error"]) >= {"type", "message"}, response.text[:300]
     if negative_batch and response.status_code == 200:
         assert response.json()["rejected"] >= 1, (case.body, case.headers, case.meta)
+
+
+def test_the_fuzzed_operations_include_ingest_and_search() -> None:
+    """The run above drives the routes that read a stranger's bytes: ingest (JSON and NDJSON) and search."""
+    operations = {(op.method.upper(), op.path): op for op in (r.ok() for r in schema.get_all_operations())}
+    assert {("POST", "/v1/events"), ("GET", "/v1/events"), ("GET", "/v1/events/{event_id}")} <= set(
+        operations
+    )
+    ingest = operations[("POST", "/v1/events")].definition.raw["requestBody"]["content"]
+    assert {"application/json", "application/x-ndjson"} <= set(ingest)

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -54,9 +55,9 @@ def _settings(**overrides: Any) -> Settings:
         raise click.UsageError(exc.message) from None
 
 
-def _open(settings: Settings) -> Store:
+def _open(settings: Settings, *, exclusive: bool = False) -> Store:
     try:
-        return open_store(settings.database, settings)
+        return open_store(settings.database, settings, exclusive=exclusive)
     except VigilError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -101,10 +102,21 @@ def main() -> None:
     "port",
     "rate_limit",
     "rate_burst",
+    "rate_limit_bytes",
+    "rate_burst_bytes",
+    "search_rate_limit",
+    "search_rate_burst",
+    "export_rate_limit",
+    "commit_tenant_events",
+    "tenant_queue_events",
+    "body_timeout",
+    "read_audit_window",
     "sqlite_synchronous",
     "commit_max_events",
+    "sqlite_min_free_mb",
     "signing_key",
     "key_name",
+    "state_dir",
     "checkpoint_interval",
     "detect",
     "rules",
@@ -124,7 +136,7 @@ def serve(**opts: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    store = _open(settings)
+    store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
     click.echo(
         f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
         f" (OpenAPI: /schema/openapi.json)",
@@ -366,67 +378,132 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
 
 @main.command()
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
-@setting_options("database", "signing_key", "key_name")
+@click.option(
+    "--vkey",
+    "vkey_opt",
+    metavar="KEY|@FILE|URL",
+    help="The log's public verifier key: the key itself, a file holding it, or the server's "
+    "/v1/checkpoints/key URL. Enough on its own: the private signing key is never needed. "
+    "Default: derived from the signing key, when this machine has it.",
+)
+@click.option(
+    "--state",
+    "memory_path",
+    type=click.Path(dir_okay=False),
+    help="This verifier's memory: the newest checkpoint it verified per log, which the next run requires the "
+    "log to extend. Default: $XDG_STATE_HOME/vigil/verified-checkpoints.json (~/.local/state/...).",
+)
+@setting_options("database", "signing_key", "key_name", "state_dir")
 @json_option
 def verify(
-    tenant: str | None, database: str | None, signing_key: str | None, key_name: str | None, as_json: bool
+    tenant: str | None,
+    vkey_opt: str | None,
+    memory_path: str | None,
+    database: str | None,
+    signing_key: str | None,
+    key_name: str | None,
+    state_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Check every log end to end: leaf hashes, seq gaps, tree data, checkpoint roots, signatures, consistency.
 
-    Exits 1 at the first failure, naming the tenant, the seq or checkpoint, what was expected and what was found.
+    Each log must also extend the checkpoints kept outside the database: the server's trusted state (when its
+    directory is readable here) and this verifier's own memory of what it verified last time, so a log that
+    was truncated or rewritten, or whose checkpoints were deleted, fails even when the database agrees with
+    itself. Exits 1 at the first failure, naming the tenant, the seq or checkpoint range, what was expected
+    and what was found.
     """
-    from vigil.ledger.checkpoints import load_signer
-    from vigil.ledger.integrity import verify_tenant
+    from vigil.ledger.checkpoints import load_signer, state_path
+    from vigil.ledger.integrity import Anchor, verify_tenant
+    from vigil.ledger.trust import (
+        TrustedState,
+        VerifierMemory,
+        default_memory_path,
+        origin_of,
+        resolve_vkey,
+    )
     from vigil.verifier import VerificationError
 
-    settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
+    settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
+    vkey: str | None
+    if vkey_opt:
+        vkey, key_problem = resolve_vkey(vkey_opt), ""
+    else:
+        try:
+            vkey, key_problem = load_signer(settings, create=False).vkey, ""
+        except VigilError as exc:  # no key yet: fine for logs that were never checkpointed
+            vkey, key_problem = None, exc.message
+    server: TrustedState | None = None
+    if vkey is not None:
+        try:
+            directory = state_path(settings)
+        except VigilError:
+            directory = None  # a database URL without --signing-key: no default place to look
+        if directory is not None and directory.is_dir():
+            server = TrustedState(directory, vkey)
+    memory = VerifierMemory(Path(memory_path).expanduser() if memory_path else default_memory_path())
     store = _open(settings)
     reports = []
     try:
-        try:
-            vkey: str | None = load_signer(settings, create=False).vkey
-            key_problem = ""
-        except VigilError as exc:  # no key yet: fine for logs that were never checkpointed
-            vkey, key_problem = None, exc.message
         tenants = [store.get_tenant(tenant)] if tenant else store.list_tenants()
         for t in tenants:
             if vkey is None and store.checkpoints(t.id):
                 raise click.ClickException(
-                    f"{key_problem}: it is needed to check tenant {t.slug}'s checkpoints (pass --signing-key)"
+                    f"{key_problem}: it is needed to check tenant {t.slug}'s checkpoints (pass --vkey)"
                 )
-            size = store.tree_size(t.id)
-            with click.progressbar(length=size, label=f"{t.slug:<12}", file=sys.stderr, show_pos=True) as bar:
-                try:
-                    reports.append(verify_tenant(store, t, vkey or "", bar.update))
-                except VerificationError as exc:
-                    if as_json:
-                        click.echo(json.dumps({"ok": False, "error": str(exc)}))
-                    raise click.ClickException(f"verification FAILED: {exc}") from None
+            anchors: list[Anchor] = []
+            origin = origin_of(t.slug)
+            try:
+                if vkey is not None:
+                    if server is not None and (cp := server.get(t.slug)) is not None:
+                        anchors.append(Anchor(cp, f"the server's trusted state ({server.directory})"))
+                    if (cp := memory.get(vkey, origin)) is not None:
+                        anchors.append(Anchor(cp, f"this verifier's memory ({memory.path})"))
+                size = store.tree_size(t.id)
+                with click.progressbar(
+                    length=size, label=f"{t.slug:<12}", file=sys.stderr, show_pos=True
+                ) as bar:
+                    reports.append(verify_tenant(store, t, vkey or "", bar.update, anchors=anchors))
+            except (VerificationError, VigilError) as exc:
+                text = exc.message if isinstance(exc, VigilError) else str(exc)
+                if as_json:
+                    click.echo(json.dumps({"ok": False, "error": text}))
+                raise click.ClickException(f"verification FAILED: {text}") from None
+            latest = store.checkpoint(t.id)
+            if vkey is not None and latest is not None:
+                memory.remember(vkey, origin, latest.note)
     finally:
         store.close()
+        memory.save()
     if as_json:
         click.echo(json.dumps({"ok": True, "tenants": [r.__dict__ for r in reports]}, indent=2))
         return
     for r in reports:
         rate = r.events / r.seconds if r.seconds else 0.0
+        held = f"  held to {r.trusted} outside checkpoint(s)" if r.trusted else ""
         click.echo(
             f"ok  {r.tenant:<16} {r.events:>10,} events  {r.checkpoints:>5} checkpoints  "
-            f"{rate:>10,.0f} events/s"
+            f"{rate:>10,.0f} events/s{held}"
         )
     click.echo(f"verified {len(reports)} tenant log(s): complete and unaltered")
 
 
 @main.command()
 @click.option("--tenant", required=True, help="Tenant to checkpoint.")
-@setting_options("database", "signing_key", "key_name")
+@setting_options("database", "signing_key", "key_name", "state_dir")
 @json_option
 def checkpoint(
-    tenant: str, database: str | None, signing_key: str | None, key_name: str | None, as_json: bool
+    tenant: str,
+    database: str | None,
+    signing_key: str | None,
+    key_name: str | None,
+    state_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Sign a checkpoint of a tenant's log now (the server also does it on a schedule)."""
     from vigil.ledger.checkpoints import load_signer, make_checkpoint
 
-    settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
+    settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
     store = _open(settings)
     try:
         cp = make_checkpoint(store, load_signer(settings), store.get_tenant(tenant))
@@ -455,7 +532,7 @@ def checkpoint(
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write."
 )
-@setting_options("database", "signing_key", "key_name")
+@setting_options("database", "signing_key", "key_name", "state_dir")
 def export(
     tenant: str,
     fmt: str,
@@ -465,6 +542,7 @@ def export(
     database: str | None,
     signing_key: str | None,
     key_name: str | None,
+    state_dir: str | None,
 ) -> None:
     """Export a tenant's events, as a verifiable bundle or plain NDJSON."""
     import os
@@ -472,7 +550,7 @@ def export(
     from vigil.ledger.bundle import write_bundle
     from vigil.ledger.checkpoints import load_signer
 
-    settings = _settings(database=database, signing_key=signing_key, key_name=key_name)
+    settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
     store = _open(settings)
     tmp = output + ".partial"
     try:
@@ -511,13 +589,20 @@ def export(
     help="The log's verifier key as the vendor published it (recommended). Without it the "
     "key inside the bundle is used, which proves only that the bundle is self-consistent.",
 )
+@setting_options("bundle_max_mb", "bundle_max_depth")
 @json_option
-def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool) -> None:
+def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: Any) -> None:
     """Check an export bundle offline: no server, no database."""
     from vigil.verifier import VerificationError, verify_bundle
 
+    settings = _settings(**limits)
     try:
-        report = verify_bundle(bundle, vkey)
+        report = verify_bundle(
+            bundle,
+            vkey,
+            max_member_bytes=settings.bundle_max_mb * 1024 * 1024,
+            max_depth=settings.bundle_max_depth,
+        )
     except VerificationError as exc:
         raise click.ClickException(f"bundle verification FAILED: {exc}") from None
     if as_json:

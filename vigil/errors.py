@@ -7,7 +7,10 @@
     │   ├── (vigil.sdk.SpoolInUse)       a second SDK client on a spool directory another one holds
     │   └── RuleError               500  a detection rule that cannot be loaded; says which file and why
     ├── StorageError                503  the store could not do what was asked (busy, closed, corrupt)
-    │   └── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── AppendOnlyViolation     500  something tried to change or remove committed log data
+    │   ├── IntegrityError          503  the log no longer extends a checkpoint signed earlier: no more writes
+    │   ├── StoreInUse              503  another `vigil serve` holds the SQLite file (raised at start)
+    │   └── StorageFault            503  file lost, unwritable or out of space: logged once when found
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
@@ -15,9 +18,12 @@
         ├── Forbidden               403  the key lacks the scope the route needs
         ├── NotFound                404  no such event, tenant or key (within the caller's tenant)
         ├── Conflict                409  the thing already exists
+        ├── RequestTimeout          408  the request body did not arrive in time; the connection is closed
         ├── PayloadTooLarge         413  request or event over its size limit
+        │   └── BatchTooLarge       413  a batch over the tenant's burst: it can never pass; split it
         ├── UnsupportedMediaType    415  a body that is neither JSON nor NDJSON
         └── RateLimited             429  over the tenant's rate limit; ``retry_after`` seconds
+            └── QueueFull           429  the tenant already has its most events waiting for the writer
 
 The HTTP status lives on the class; :func:`vigil.web.app` renders every one of them as::
 
@@ -73,6 +79,24 @@ class AppendOnlyViolation(StorageError):
     code = "append_only_violation"
 
 
+class IntegrityError(StorageError):
+    """The stored log contradicts trusted state kept outside the database (rewritten, truncated, checkpoints
+    deleted): the tenant takes no more writes and gets no more checkpoints until an operator looks."""
+
+    code = "integrity_failure"
+
+
+class StoreInUse(StorageError):
+    """A second server on a SQLite file that one is already serving; raised at start, names the holder."""
+
+    code = "store_in_use"
+
+
+class StorageFault(StorageError):
+    """A storage fault the store logs once when it finds it (file removed or replaced, disk full); the error
+    every request then gets is not logged again, so a flood of refused writes cannot flood the log."""
+
+
 class ClientError(VigilError):
     status = 400
     code = "bad_request"
@@ -107,9 +131,29 @@ class Conflict(ClientError):
     code = "conflict"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
+
+
+class BatchTooLarge(PayloadTooLarge):
+    """More events or bytes in one request than the tenant's burst: no wait makes it pass, a split does."""
+
+    code = "batch_too_large"
+
+    @classmethod
+    def over(cls, what: str, size: float, limit: float) -> BatchTooLarge:
+        """The error for ``size`` ``what`` (events, bytes) against a burst of ``limit``; details say the limit."""
+        return cls(
+            f"this request has {size:g} {what}, more than the {limit:g} {what} a tenant may send at once "
+            f"(its burst); split it into requests of at most {limit:g} {what}",
+            details=[{"limit": what, "max": int(limit), "got": int(size)}],
+        )
 
 
 class UnsupportedMediaType(ClientError):
@@ -124,3 +168,7 @@ class RateLimited(ClientError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueFull(RateLimited):
+    code = "queue_full"

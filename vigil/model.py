@@ -21,7 +21,14 @@ MAX_REQUEST_BYTES = 5 * 1024 * 1024
 MAX_TARGETS = 50
 MAX_CHANGES = 100
 MAX_SAFE_INT = 2**53 - 1
-UUID7_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+MAX_DEPTH = 32  # arrays and objects an event nests, the event itself included
+# Identifiers are matched exactly. Python's "$" also matches before a final newline, so "user.login\n" would pass
+# and then escape every search for user.login: the patterns end in "\Z" here, and in "$" (which means the end of
+# the text in JSON Schema's regular expressions) in the documented schema.
+UUID7_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}\Z"
+# Ids and types of actors and targets: visible ASCII, no space, no control or invisible character, so an id
+# looks like what it is and matches itself only.
+ID_PATTERN = r"^[!-~]+\Z"
 
 Category = Literal["activity", "audit", "data_access", "change", "system"]
 Outcome = Literal["success", "failure", "denied", "error"]
@@ -30,7 +37,7 @@ CATEGORIES: tuple[str, ...] = ("activity", "audit", "data_access", "change", "sy
 OUTCOMES: tuple[str, ...] = ("success", "failure", "denied", "error")
 ACTOR_TYPES: tuple[str, ...] = ("user", "api_key", "service", "operator", "system", "anonymous")
 
-ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z"
 
 Action = Annotated[
     str,
@@ -41,7 +48,14 @@ Action = Annotated[
         description="Dotted action name, e.g. user.login",
     ),
 ]
-ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Ident = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=256, pattern=ID_PATTERN, description="Visible ASCII, no spaces"),
+]
+TypeName = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=64, pattern=ID_PATTERN, description="Visible ASCII, no spaces"),
+]
 OptText = Annotated[str, msgspec.Meta(max_length=256)]
 LongText = Annotated[str, msgspec.Meta(max_length=2000)]
 Scalar = str | int | float | bool | None
@@ -50,7 +64,7 @@ Scalar = str | int | float | bool | None
 class Actor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Who did it."""
 
-    id: ShortText
+    id: Ident
     type: ActorType | None = None  # "user" when the client says nothing; the stored event always has it
     name: OptText | None = None
     email: OptText | None = None
@@ -60,8 +74,8 @@ class Actor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 class Target(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """What it was done to."""
 
-    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    id: ShortText
+    type: TypeName
+    id: Ident
     name: OptText | None = None
 
 
@@ -189,6 +203,7 @@ def event_in_schema(
         "anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, {"type": "null"}],
         "description": "HTTP status of the request (100.0 is taken as 100)",
     }
+    _json_schema_patterns(components)
     props = components["EventIn"]["properties"]
     props["id"] = {
         "anyOf": [{"type": "string", "pattern": UUID7_PATTERN}, {"type": "null"}],
@@ -230,4 +245,18 @@ def event_in_schema(
         ],
         "description": "{field: [before, after]}",
     }
+    props["id"]["anyOf"][0]["pattern"] = UUID7_PATTERN[:-2] + "$"
     return body[0], components
+
+
+def _json_schema_patterns(node: Any) -> None:
+    """Write every pattern's Python end-of-text anchor as JSON Schema's, in place."""
+    if isinstance(node, dict):
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("\\Z"):
+            node["pattern"] = pattern[:-2] + "$"
+        for value in node.values():
+            _json_schema_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            _json_schema_patterns(value)

@@ -79,6 +79,63 @@ SETTINGS: tuple[Setting, ...] = (
         "Events a tenant may send at once above its rate before it gets 429.",
     ),
     Setting(
+        "rate_limit_bytes",
+        _positive_int,
+        16 * 1024 * 1024,
+        "Request body bytes per second each tenant may send to ingest, charged before the body is decoded; 0 "
+        "turns the limit off.",
+    ),
+    Setting(
+        "rate_burst_bytes",
+        _positive_int,
+        32 * 1024 * 1024,
+        "Body bytes a tenant may send at once; a single request over it gets 413 (never 429: no wait would "
+        "make it pass).",
+    ),
+    Setting(
+        "search_rate_limit",
+        _positive_int,
+        50,
+        "Reads per second each API key may make (searches, single events, entity histories, proofs); 0 turns "
+        "the limit off.",
+    ),
+    Setting("search_rate_burst", _positive_int, 100, "Reads an API key may make at once above its rate."),
+    Setting(
+        "export_rate_limit",
+        _positive_int,
+        10,
+        "Exports per minute each API key may start (and at most that many at once); 0 turns the limit off.",
+    ),
+    Setting(
+        "commit_tenant_events",
+        _positive_int,
+        100,
+        "Most events of one tenant in one group commit while other tenants are writing too: tenants take turns, "
+        "and a larger batch is committed in parts (answered after the last), so no tenant waits behind "
+        "another's big batch. A tenant writing alone fills whole commits.",
+    ),
+    Setting(
+        "tenant_queue_events",
+        _positive_int,
+        20000,
+        "Most events one tenant may have waiting for the writer; a request that would exceed it gets 429 with "
+        "Retry-After. 0: no bound.",
+    ),
+    Setting(
+        "body_timeout",
+        _positive_int,
+        30,
+        "Seconds a client has to send a whole request body; a slower one gets 408 and its connection is "
+        "closed. 0: no limit.",
+    ),
+    Setting(
+        "read_audit_window",
+        _positive_int,
+        10,
+        "Seconds within which repeated identical reads by one key are recorded in the platform log as one "
+        "entry with a count (the first is recorded at once). 0: one entry per read.",
+    ),
+    Setting(
         "sqlite_synchronous",
         str,
         "FULL",
@@ -93,12 +150,40 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest number of events the writer puts in one group commit.",
     ),
     Setting(
+        "sqlite_min_free_mb",
+        _positive_int,
+        64,
+        "Free disk space (MB) the SQLite file's directory must keep: below it writes are refused with 503 and "
+        "`/readyz` fails, before the disk is full; 0 turns the check off.",
+    ),
+    Setting(
+        "bundle_max_mb",
+        _positive_int,
+        16384,
+        "Largest uncompressed member (MB) `vigil verify-bundle` reads from a bundle, checked from the zip "
+        "header and again while reading; larger bundles are refused (export them in slices).",
+    ),
+    Setting(
+        "bundle_max_depth",
+        _positive_int,
+        64,
+        "Deepest JSON nesting `vigil verify-bundle` accepts in a bundle's events and manifest.",
+    ),
+    Setting(
         "signing_key",
         str,
         "",
         "File holding the Ed25519 key that signs checkpoints; created (mode 0600) on first start. Empty: next "
         "to the SQLite file, as <database>.signing-key (required with a PostgreSQL URL). It never leaves the "
         "server; only the verifier key is served.",
+    ),
+    Setting(
+        "state_dir",
+        str,
+        "",
+        "Directory of the server's trusted state: per tenant, the last checkpoint it signed, checked at start "
+        "and before every signature so that a rewritten database is refused. Keep it outside the database, "
+        "beside the signing key. Empty: <signing key>.state.",
     ),
     Setting(
         "key_name",

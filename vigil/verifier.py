@@ -30,8 +30,9 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "HASH_SIZE",
@@ -472,44 +473,169 @@ def aligned_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
-def root_from_range(
-    first: int, leaves: Sequence[bytes], left: Sequence[bytes], right: Sequence[bytes], tree_size: int
-) -> bytes:
-    """The root of a tree of ``tree_size`` leaves from a contiguous run of its leaf hashes and the subtree
-    roots to their left (covering [0, first)) and right (covering [first + len(leaves), tree_size))."""
-    end = first + len(leaves)
-    if not 0 <= first <= end <= tree_size or tree_size == 0:
-        raise VerificationError(
-            "bundle range does not fit in the tree",
-            expected=f"0 <= {first} <= {end} <= size",
-            found=tree_size,
-        )
-    left_nodes, right_nodes = aligned_subtrees(0, first), aligned_subtrees(end, tree_size)
-    if len(left) != len(left_nodes) or len(right) != len(right_nodes):
-        raise VerificationError(
-            "wrong number of subtree hashes in the bundle",
-            expected=f"{len(left_nodes)} left, {len(right_nodes)} right",
-            found=f"{len(left)} left, {len(right)} right",
-        )
-    stack: list[tuple[int, int, bytes]] = []
+class _RangeRoot:
+    """Rebuilds a tree's root from the subtree roots left of a run of leaves, the leaves one at a time (so a
+    bundle's events are never all in memory), and the subtree roots right of them."""
 
-    def push(level: int, index: int, h: bytes) -> None:
+    def __init__(
+        self, first: int, end: int, left: Sequence[bytes], right: Sequence[bytes], tree_size: int
+    ) -> None:
+        if not 0 <= first <= end <= tree_size or tree_size == 0:
+            raise VerificationError(
+                "bundle range does not fit in the tree",
+                expected=f"0 <= {first} <= {end} <= size",
+                found=tree_size,
+            )
+        left_nodes, self._right_nodes = aligned_subtrees(0, first), aligned_subtrees(end, tree_size)
+        if len(left) != len(left_nodes) or len(right) != len(self._right_nodes):
+            raise VerificationError(
+                "wrong number of subtree hashes in the bundle",
+                expected=f"{len(left_nodes)} left, {len(self._right_nodes)} right",
+                found=f"{len(left)} left, {len(right)} right",
+            )
+        self._stack: list[tuple[int, int, bytes]] = []
+        self._next, self._end, self._right = first, end, right
+        for (level, index), h in zip(left_nodes, left, strict=True):
+            self._push(level, index, h)
+
+    def _push(self, level: int, index: int, h: bytes) -> None:
         _check_hash("subtree hash", h)
+        stack = self._stack
         while stack and stack[-1][0] == level and index % 2 == 1 and stack[-1][1] == index - 1:
             h = node_hash(stack.pop()[2], h)
             level, index = level + 1, index // 2
         stack.append((level, index, h))
 
-    for (level, index), h in zip(left_nodes, left, strict=True):
-        push(level, index, h)
-    for i, h in enumerate(leaves):
-        push(0, first + i, h)
-    for (level, index), h in zip(right_nodes, right, strict=True):
-        push(level, index, h)
-    root = stack[-1][2]
-    for _, _, h in reversed(stack[:-1]):
-        root = node_hash(h, root)
-    return root
+    def add(self, leaf: bytes) -> None:
+        self._push(0, self._next, leaf)
+        self._next += 1
+
+    def root(self) -> bytes:
+        if self._next != self._end:
+            raise VerificationError("leaves are missing from the range", expected=self._end, found=self._next)
+        for (level, index), h in zip(self._right_nodes, self._right, strict=True):
+            self._push(level, index, h)
+        root = self._stack[-1][2]
+        for _, _, h in reversed(self._stack[:-1]):
+            root = node_hash(h, root)
+        return root
+
+
+def root_from_range(
+    first: int, leaves: Sequence[bytes], left: Sequence[bytes], right: Sequence[bytes], tree_size: int
+) -> bytes:
+    """The root of a tree of ``tree_size`` leaves from a contiguous run of its leaf hashes and the subtree
+    roots to their left (covering [0, first)) and right (covering [first + len(leaves), tree_size))."""
+    builder = _RangeRoot(first, first + len(leaves), left, right, tree_size)
+    for h in leaves:
+        builder.add(h)
+    return builder.root()
+
+
+# A bundle is untrusted input: a zip can claim any size, hold one name twice, inflate a thousandfold or nest
+# JSON deeper than the parser's recursion. Every member is bounded from its header and again while it is read
+# (headers lie), and every JSON text is depth-checked before it is parsed. Failures are VerificationErrors.
+DEFAULT_MAX_MEMBER_BYTES = 16 * 1024**3  # events.ndjson, uncompressed; it is streamed, never held whole
+DEFAULT_MAX_DEPTH = 64
+MAX_SMALL_MEMBER = 1 << 20  # manifest, checkpoints and key: a few KB each, read whole
+MAX_LINE_BYTES = 1 << 20  # one stored event; the server caps an event at 64 KB
+MAX_MEMBERS = 64
+_CHUNK = 1 << 20
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_BRACKET = re.compile(rb"[][{}]")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    import zipfile
+    import zlib
+
+    # what zipfile raises on a corrupt, truncated, encrypted or unsupported member
+    return (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
+def _json_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", data)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _json(what: str, data: bytes, max_depth: int) -> object:
+    import json
+
+    # counting brackets is a quick upper bound; only texts over it are scanned properly
+    if data.count(b"[") + data.count(b"{") > max_depth and _json_depth(data) > max_depth:
+        raise VerificationError(
+            f"{what} nests JSON too deeply", expected=f"at most {max_depth}", found="more"
+        )
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise VerificationError(f"{what} is not JSON") from None
+
+
+def _members(zf: Any, max_member_bytes: int) -> dict[str, Any]:
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise VerificationError(
+            "bundle has too many members", expected=f"at most {MAX_MEMBERS}", found=len(infos)
+        )
+    members: dict[str, Any] = {}
+    for info in infos:
+        if info.filename in members:
+            raise VerificationError(
+                f"bundle holds two members named {info.filename!r}: which one is the log?"
+            )
+        members[info.filename] = info
+        limit = max_member_bytes if info.filename == "events.ndjson" else MAX_SMALL_MEMBER
+        if info.file_size > limit:
+            raise VerificationError(
+                f"{info.filename} in the bundle is too large",
+                expected=f"at most {limit} bytes",
+                found=info.file_size,
+            )
+    return members
+
+
+def _read_small(zf: Any, info: Any) -> bytes:
+    try:
+        with zf.open(info) as f:
+            data: bytes = f.read(MAX_SMALL_MEMBER + 1)
+    except _read_errors() as exc:
+        raise VerificationError(f"cannot read {info.filename} in the bundle: {exc}") from None
+    if len(data) > MAX_SMALL_MEMBER:
+        raise VerificationError(f"{info.filename} in the bundle is larger than its header says")
+    return data
+
+
+def _lines(zf: Any, info: Any, max_bytes: int) -> Iterator[bytes]:
+    """The lines of a member, read in chunks: never more than one chunk and one line in memory."""
+    total, rest = 0, b""
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise VerificationError(
+                        f"{info.filename} in the bundle is larger than its header says and than the limit",
+                        expected=f"at most {max_bytes} bytes",
+                    )
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                if len(rest) > MAX_LINE_BYTES:
+                    raise VerificationError(
+                        f"a line of {info.filename} is too long", expected=f"at most {MAX_LINE_BYTES} bytes"
+                    )
+                yield from lines
+    except _read_errors() as exc:
+        raise VerificationError(f"cannot read {info.filename} in the bundle: {exc}") from None
+    if rest:
+        yield rest
 
 
 def _text(files: dict[str, bytes], name: str) -> str:
@@ -519,34 +645,45 @@ def _text(files: dict[str, bytes], name: str) -> str:
         raise VerificationError(f"{name} in the bundle is not UTF-8 text") from None
 
 
-def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
+def verify_bundle(
+    source: str | bytes,
+    vkey: str | None = None,
+    *,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> BundleReport:
     """Verify an export bundle (a path or the zip's bytes) with no server and no database.
 
     Pass the log's verifier key as published by the vendor; without it the key inside the bundle is used,
-    which proves only that the bundle is self-consistent (``key_from_bundle`` says so).
+    which proves only that the bundle is self-consistent (``key_from_bundle`` says so). A hostile zip (a name
+    twice, a member over ``max_member_bytes``, JSON nested beyond ``max_depth``) is refused the same way.
     """
     import io
-    import json
     import zipfile
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-        with zf:
-            files = {name: zf.read(name) for name in zf.namelist()}
-    except (OSError, zipfile.BadZipFile) as exc:
+    except _read_errors() as exc:
         raise VerificationError(f"cannot read the bundle: {exc}") from None
+    with zf:
+        return _verify_bundle(zf, vkey, max_member_bytes, max_depth)
+
+
+def _verify_bundle(zf: Any, vkey: str | None, max_member_bytes: int, max_depth: int) -> BundleReport:
+    members = _members(zf, max_member_bytes)
     needed = {"manifest.json", "events.ndjson", "checkpoint.txt", "first-checkpoint.txt", "vkey.txt"}
-    if not needed <= files.keys():
-        raise VerificationError("bundle is incomplete", expected=sorted(needed), found=sorted(files))
+    if not needed <= members.keys():
+        raise VerificationError("bundle is incomplete", expected=sorted(needed), found=sorted(members))
+    files = {name: _read_small(zf, members[name]) for name in sorted(needed - {"events.ndjson"})}
+    m: Any = _json("bundle manifest", files["manifest.json"], max_depth)
     try:
-        m = json.loads(files["manifest.json"])
         tenant, origin = str(m["tenant"]), str(m["origin"])
         first, end, size = int(m["first_seq"]), int(m["end_seq"]), int(m["tree_size"])
         left = [bytes.fromhex(h) for h in m["left"]]
         right = [bytes.fromhex(h) for h in m["right"]]
         consistency = [bytes.fromhex(h) for h in m["consistency"]]
         fmt = m["format"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise VerificationError(f"bundle manifest is malformed: {exc}") from None
     if fmt != BUNDLE_FORMAT:
         raise VerificationError("unknown bundle format", expected=BUNDLE_FORMAT, found=fmt)
@@ -554,28 +691,27 @@ def verify_bundle(source: str | bytes, vkey: str | None = None) -> BundleReport:
     cp = verify_checkpoint(_text(files, "checkpoint.txt"), key, origin=origin)
     if cp.size != size:
         raise VerificationError("checkpoint size differs from the manifest", expected=size, found=cp.size)
-    lines = files["events.ndjson"].split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if len(lines) != end - first:
-        raise VerificationError(
-            "wrong number of events in the bundle", expected=end - first, found=len(lines)
-        )
-    for i, line in enumerate(lines):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise VerificationError(f"event at seq {first + i} is not JSON") from None
-        if not isinstance(event, dict):
+    builder = _RangeRoot(first, end, left, right, size)
+    count = 0
+    for line in _lines(zf, members["events.ndjson"], max_member_bytes):
+        seq = first + count
+        if seq >= end:
             raise VerificationError(
-                f"event at seq {first + i} is not a JSON object", found=type(event).__name__
+                "wrong number of events in the bundle", expected=end - first, found="more"
             )
+        event = _json(f"event at seq {seq}", line, max_depth)
+        if not isinstance(event, dict):
+            raise VerificationError(f"event at seq {seq} is not a JSON object", found=type(event).__name__)
         named = event.get("tenant")
         if named != tenant:
             raise VerificationError(
-                f"event at seq {first + i} belongs to another tenant", expected=tenant, found=named
+                f"event at seq {seq} belongs to another tenant", expected=tenant, found=named
             )
-    root = root_from_range(first, [leaf_hash(line) for line in lines], left, right, size)
+        builder.add(leaf_hash(line))
+        count += 1
+    if count != end - first:
+        raise VerificationError("wrong number of events in the bundle", expected=end - first, found=count)
+    root = builder.root()
     if root != cp.root:
         raise VerificationError(
             "the events do not rebuild the checkpoint's root: the bundle was altered",

@@ -135,15 +135,15 @@ def test_signing_key_setting_names_the_file(settings: Settings, tmp_path: Path) 
 
 
 def test_checkpoint_note_format(store: Store, signer: Signer, fill: Fill) -> None:
-    """The note is origin vigil/<tenant>, the decimal size, the base64 root of the leaves, a blank line and one
-    Ed25519 signature line by the key name."""
+    """The note is origin vigil/<tenant>, the decimal size, the base64 root of the leaves, the size of the
+    checkpoint signed before it (0 for the first), a blank line and one Ed25519 signature line by the key name."""
     tenant = fill("acme", (), total=37)
     cp = make_checkpoint(store, signer, tenant)
     assert cp is not None
     leaves = [leaf for _, leaf, _ in store.read_range(tenant.id, 0, 37)]
     root = root_from_leaves(leaves)
     text, signatures = cp.note.split("\n\n")
-    assert text == f"vigil/acme\n37\n{base64.b64encode(root).decode()}"
+    assert text == f"vigil/acme\n37\n{base64.b64encode(root).decode()}\nvigil-previous 0"
     assert origin_of("acme") == "vigil/acme"
     name, sig = signatures.removeprefix("\u2014 ").removesuffix("\n").split(" ")
     assert name == "vigil" and len(base64.b64decode(sig)) == 4 + 64

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from vigil.detect.rules import Ev, Evaluator, Hit, RuleInfo
-from vigil.errors import Conflict, NotFound
+from vigil.errors import Conflict, NotFound, StorageFault
 from vigil.store.base import PLATFORM_TENANT, Store, Tenant
 from vigil.store.detection import Alert, NewAlert, RuleSetting
 
@@ -287,6 +287,8 @@ class Engine:
         while not stop.is_set():
             try:
                 self.step()
+            except StorageFault:  # the store logged it once when it found it; retried without a traceback
+                stop.wait(poll)
             except Exception:  # a broken batch must not stop detection for good; it is retried
                 log.exception("detection step failed; retrying")
                 stop.wait(poll)

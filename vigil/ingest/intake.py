@@ -1,12 +1,14 @@
 """Turn a request body into prepared events: decode → validate → redact → canonicalise → leaf hash.
 
 Every problem of every event is reported (field path and reason); one bad event never loses the good ones.
-The common case, a body whose events are all valid, is decoded by msgspec in one typed pass; only when that
-fails is the body decoded loosely and each event checked field by field to list all of its problems.
+The body is read strictly by :mod:`vigil.ingest.decode` (one reader: no duplicate keys, no NUL, no number
+beyond a float). The common case, a body whose events are all valid, is converted by msgspec in one typed pass;
+only when that fails is each event checked field by field to list all of its problems.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -15,26 +17,27 @@ from typing import Any, get_args, get_origin
 
 import msgspec
 
-from vigil.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from vigil.ids import uuid7_text
+from vigil.ingest.decode import JSON as JSON
+from vigil.ingest.decode import NDJSON as NDJSON
+from vigil.ingest.decode import Malformed
+from vigil.ingest.decode import decode_body as decode_body
 from vigil.ingest.redact import REDACTED, is_secret_key, is_secret_value, redact_changes
 from vigil.ledger.canonical import MAX_SAFE_INT, NotCanonicalizable, canonical, scan
 from vigil.model import (
+    ACTION_PATTERN,
+    ID_PATTERN,
     MAX_CHANGES,
+    MAX_DEPTH,
     MAX_EVENT_BYTES,
     MAX_METADATA_KEY_LEN,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LEN,
-    MAX_REQUEST_EVENTS,
+    UUID7_PATTERN,
     Event,
     EventIn,
 )
 
-NDJSON = "application/x-ndjson"
-JSON = "application/json"
-
-_batch_decoder = msgspec.json.Decoder(list[EventIn])
-_raw_decoder = msgspec.json.Decoder()
 _sha256 = hashlib.sha256
 
 
@@ -86,80 +89,35 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
 
-def decode_body(body: bytes, content_type: str) -> tuple[list[EventIn] | None, list[Any]]:
-    """Decode a request body. Returns (typed events, []) when all are valid, else (None, loose items).
-
-    NDJSON lines that are not JSON become ``msgspec.DecodeError`` items, so they are rejected one by one;
-    a JSON body that is not JSON, or not an array, is a 400 that says where.
-    """
-    media = content_type.split(";")[0].strip().lower()
-    if media not in ("", JSON, NDJSON):
-        raise UnsupportedMediaType(
-            f"send {JSON} (an array of events) or {NDJSON} (one event per line); got {media}"
-        )
-    if media == NDJSON:
-        items: list[Any] = []
-        for lineno, line in enumerate(body.split(b"\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(_raw_decoder.decode(line))
-            except msgspec.DecodeError as exc:
-                items.append(msgspec.DecodeError(f"line {lineno}: {exc}"))
-        _check_count(len(items))
-        return None, items
-    try:
-        events = _batch_decoder.decode(body)
-    except msgspec.ValidationError:
-        pass
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"malformed JSON: {exc}") from None
-    else:
-        _check_count(len(events))
-        return events, []
-    loose = _raw_decoder.decode(body)
-    if not isinstance(loose, list):
-        raise InvalidRequest(
-            "the body must be a JSON array of events (or NDJSON with "
-            f"Content-Type: {NDJSON}); got a JSON {type(loose).__name__}"
-        )
-    _check_count(len(loose))
-    return None, loose
-
-
-def _check_count(n: int) -> None:
-    if n > MAX_REQUEST_EVENTS:
-        raise PayloadTooLarge(f"a request holds at most {MAX_REQUEST_EVENTS} events; this one has {n}")
-    if n == 0:
-        raise InvalidRequest("the request holds no events")
-
-
 def prepare_batch(
     body: bytes, content_type: str, tenant: str, received_us: int
 ) -> tuple[list[Prepared], list[Rejected]]:
     """Decode and prepare every event of a request body for ``tenant``."""
-    typed, loose = decode_body(body, content_type)
+    items = decode_body(body, content_type)
     received_at = rfc3339(received_us)
     good: list[Prepared] = []
     bad: list[Rejected] = []
+    typed: list[EventIn] | None = None
+    with contextlib.suppress(msgspec.ValidationError, RecursionError):
+        typed = msgspec.convert(items, list[EventIn])  # the common case: all valid, in one typed pass
     if typed is not None:
         for i, ev in enumerate(typed):
             _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
         return good, bad
-    for i, item in enumerate(loose):
-        if isinstance(item, msgspec.DecodeError):
-            bad.append(Rejected(i, [{"field": "", "message": f"malformed JSON: {item}"}]))
+    for i, item in enumerate(items):
+        if isinstance(item, Malformed):
+            bad.append(Rejected(i, [{"field": item.field, "message": item.message}]))
             continue
         try:
             ev = msgspec.convert(item, EventIn)
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, RecursionError):
             errors = struct_errors(item, EventIn, "")
             raw_id = item.get("id") if isinstance(item, dict) else None
             bad.append(
                 Rejected(
                     i,
                     errors or [{"field": "", "message": "invalid event"}],
-                    raw_id if isinstance(raw_id, str) else None,
+                    raw_id[:64] if isinstance(raw_id, str) else None,
                 )
             )
             continue
@@ -194,7 +152,7 @@ def prepare_event(
             if len(pair) != 2:
                 errors.append({"field": f"changes.{key[:60]}", "message": "must be a [before, after] pair"})
         try:
-            slow = scan(changes) or slow
+            slow = scan(changes, MAX_DEPTH - 1) or slow
         except NotCanonicalizable as exc:
             errors.append({"field": "changes", "message": str(exc)})
         changes = redact_changes(changes)
@@ -319,6 +277,8 @@ def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list
         item = value[f.encode_name]
         try:
             msgspec.convert(item, f.type)
+        except RecursionError:
+            errors.append({"field": path(f.encode_name), "message": "nested too deeply"})
         except msgspec.ValidationError as exc:
             inner, sub = _struct_of(f.type), _list_struct_of(f.type)
             if inner is not None and isinstance(item, dict):
@@ -335,8 +295,21 @@ def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list
 
 
 def _reason(exc: msgspec.ValidationError) -> str:
-    text = str(exc)
-    return text.split(" - at `", 1)[0]
+    text = str(exc).split(" - at `", 1)[0]
+    if "matching regex" in text:
+        for pattern, rule in _PATTERN_RULES.items():
+            if repr(pattern) in text:
+                return rule
+    return text
+
+
+# what the identifier patterns mean, in words: a regular expression is not a message
+_PATTERN_RULES = {
+    ACTION_PATTERN: "must be a dotted lower-case name like user.login (a-z, 0-9 and _ between the dots; "
+    "no spaces, newlines or other characters)",
+    ID_PATTERN: "must be visible ASCII characters only (no spaces, newlines, control or non-ASCII characters)",
+    UUID7_PATTERN: "must be a UUIDv7 (leave it out and the server makes one)",
+}
 
 
 def _suffix(exc: msgspec.ValidationError) -> str:

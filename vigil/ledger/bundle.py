@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from vigil.errors import InvalidRequest, StorageError
-from vigil.ledger.checkpoints import Signer, make_checkpoint, origin_of
+from vigil.ledger.checkpoints import Signer, make_checkpoint
 from vigil.ledger.merkle import aligned_subtrees, consistency_proof
+from vigil.ledger.trust import origin_of
 from vigil.store.base import Store, Tenant
 from vigil.verifier import BUNDLE_FORMAT
 

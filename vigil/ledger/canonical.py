@@ -23,12 +23,13 @@ class NotCanonicalizable(ValueError):
     """The value has no RFC 8785 form (an integer beyond 2**53, a NaN or an infinity)."""
 
 
-def scan(value: Any) -> bool:
-    """Walk a free-form JSON value; True when it needs the reference encoder. Raises on unencodable values."""
+def scan(value: Any, max_depth: int = 1 << 30) -> bool:
+    """Walk a free-form JSON value; True when it needs the reference encoder. Raises on unencodable values and
+    on arrays and objects nested more than ``max_depth`` levels (``value`` itself is level 1)."""
     slow = False
-    stack = [value]
+    stack = [(value, 1)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         t = type(v)
         if t is str or t is bool or v is None:
             continue
@@ -39,13 +40,16 @@ def scan(value: Any) -> bool:
             if v != v or v in (float("inf"), float("-inf")):
                 raise NotCanonicalizable("NaN and infinity have no JSON form")
             slow = True
-        elif t is dict:
-            for k, item in v.items():
-                if not k.isascii():
-                    slow = True
-                stack.append(item)
-        elif t is list or t is tuple:
-            stack.extend(v)
+        elif t is dict or t is list or t is tuple:
+            if depth > max_depth:
+                raise NotCanonicalizable(f"arrays and objects nest at most {max_depth} levels here")
+            if t is dict:
+                for k, item in v.items():
+                    if not k.isascii():
+                        slow = True
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in v)
         else:
             raise NotCanonicalizable(f"{t.__name__} is not a JSON value")
     return slow

@@ -23,17 +23,17 @@ import multiprocessing
 import multiprocessing.util
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from vigil.ledger.bulk import joined_leaf_hashes, subtree_roots
-from vigil.ledger.checkpoints import origin_of
 from vigil.ledger.merkle import HASH_SIZE, CompactRange, consistency_proof, decompose
 from vigil.ledger.tiles import TILE_HEIGHT, TILE_WIDTH
+from vigil.ledger.trust import check_chain, origin_of
 from vigil.store.base import Store, Tenant
-from vigil.verifier import VerificationError, verify_checkpoint, verify_consistency
+from vigil.verifier import Checkpoint, VerificationError, verify_checkpoint, verify_consistency
 
 log = logging.getLogger("vigil.verify")
 
@@ -51,6 +51,16 @@ class TenantReport:
     events: int
     checkpoints: int
     seconds: float
+    trusted: int = 0
+    """How many checkpoints kept outside the database (server state, verifier memory) the log was held to."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A checkpoint kept outside the database that the log must extend, and where it was kept."""
+
+    checkpoint: Checkpoint
+    source: str
 
 
 def _fail(
@@ -284,6 +294,7 @@ def verify_tenant(
     progress: Callable[[int], None] | None = None,
     *,
     workers: int | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> TenantReport:
     """Verify one tenant's log end to end; raise VerificationError at the first failure.
 
@@ -293,6 +304,11 @@ def verify_tenant(
     Workers import the calling script again, so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard; without one the workers cannot start and the log is checked in this
     process.
+
+    ``anchors`` are checkpoints kept outside the database (the server's trusted state, the verifier's memory):
+    the log must hold them, their roots must match the events, and they must still be stored; that catches a
+    truncation, a rewrite and deleted checkpoints that the database alone cannot show. The ``vigil-previous``
+    line of each stored checkpoint must name a stored one, which catches checkpoints deleted in between.
     """
     started = time.perf_counter()
     slug, tid = tenant.slug, tenant.id
@@ -302,6 +318,8 @@ def verify_tenant(
     size = store.tree_size(tid)
     origin = origin_of(slug)
     roots: dict[int, bytes] = {}
+    labels: dict[int, str] = {}
+    chain: list[tuple[int, Checkpoint]] = []
     for cp in cps:
         where = f"checkpoint at size {cp.size}"
         try:
@@ -325,6 +343,32 @@ def verify_tenant(
                 size,
             )
         roots[cp.size] = signed.root
+        labels[cp.size] = f"checkpoint at size {cp.size}"
+        chain.append((cp.size, signed))
+    gap = check_chain(slug, chain)
+    if gap is not None:
+        raise _fail(slug, "checkpoint chain", gap.message)
+    for anchor in anchors:
+        head = anchor.checkpoint
+        where = f"checkpoint at size {head.size} in {anchor.source}"
+        if head.size > size:
+            raise _fail(
+                slug,
+                where,
+                f"the log holds only {size} events: seqs {size}..{head.size - 1} were removed",
+                head.size,
+                size,
+            )
+        if head.size in roots and roots[head.size] != head.root:
+            raise _fail(
+                slug,
+                where,
+                "differs from the stored checkpoint of the same size, both signed: the log was forked",
+                head.root.hex(),
+                roots[head.size].hex(),
+            )
+        roots.setdefault(head.size, head.root)
+        labels.setdefault(head.size, where)
     nodes = {(level, idx): h for level, idx, h in store.tree_nodes(tid)}
     sizes = sorted(roots)
     database = _locator(store)
@@ -356,7 +400,7 @@ def verify_tenant(
             prior = max((s for s in roots if s < cp_size), default=0)
             raise _fail(
                 slug,
-                f"checkpoint at size {cp_size}",
+                labels[cp_size],
                 f"root recomputed from the events differs: events in seqs {prior}..{cp_size - 1} "
                 "were changed, reordered or replaced",
                 roots[cp_size],
@@ -413,4 +457,14 @@ def verify_tenant(
             raise _fail(
                 slug, f"checkpoints at sizes {a.size} and {b.size}", f"not consistent: {exc}"
             ) from None
-    return TenantReport(slug, size, len(cps), time.perf_counter() - started)
+    stored = {cp.size for cp in cps}
+    for anchor in anchors:
+        if anchor.checkpoint.size not in stored:
+            missing = anchor.checkpoint.size
+            newest = f"size {cps[-1].size}" if cps else "none"
+            raise _fail(
+                slug,
+                f"checkpoint at size {missing} in {anchor.source}",
+                f"is not in the database (newest stored: {newest}): checkpoints were deleted",
+            )
+    return TenantReport(slug, size, len(cps), time.perf_counter() - started, len(anchors))

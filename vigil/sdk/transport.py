@@ -35,15 +35,19 @@ class Answer:
     """What became of one POST.
 
     ``kind``: ``ok`` (``results`` has the per-event results), ``retry`` (nothing is known to be stored: send
-    again after ``retry_after`` or a backoff), ``refused`` (a 4xx that will never succeed: dead-letter it).
-    A 422 is ``ok``: every event was rejected, and ``results`` says why for each.
+    again after ``retry_after`` or a backoff), ``refused`` (a 4xx that will never succeed: dead-letter it),
+    ``split`` (413 ``batch_too_large``: the batch is over the tenant's burst; send it again in smaller batches, of
+    at most ``max_events`` events or ``max_bytes`` bytes). A 422 is ``ok``: every event was rejected, and
+    ``results`` says why for each.
     """
 
-    kind: Literal["ok", "retry", "refused"]
+    kind: Literal["ok", "retry", "refused", "split"]
     status: int | None = None
     error: str = ""
     retry_after: float | None = None
     results: list[EventResult] = field(default_factory=list)
+    max_events: int | None = None
+    max_bytes: int | None = None
 
 
 def import_httpx() -> Any:
@@ -114,12 +118,28 @@ def classify(status: int, retry_after: str | None, content: bytes) -> Answer:
             return Answer("ok", status, error, results=msgspec.convert(details, list[EventResult]))
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError):
             return Answer("refused", status, error)
+    if status == 413:
+        split = _split_limits(content)
+        if split is not None:
+            return Answer("split", status, f"HTTP 413: {error}", max_events=split[0], max_bytes=split[1])
     after = parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None
     if status in RETRY_STATUSES or status >= 500:
         return Answer("retry", status, f"HTTP {status}: {error}", after)
     if 400 <= status < 500:
         return Answer("refused", status, f"HTTP {status}: {error}")
     return Answer("retry", status, f"HTTP {status}: unexpected answer")
+
+
+def _split_limits(content: bytes) -> tuple[int | None, int | None] | None:
+    """(most events, most bytes) a 413 ``batch_too_large`` allows, or None for any other 413."""
+    try:
+        err = _error_answer.decode(content)["error"]
+        if err["type"] != "batch_too_large":
+            return None
+        limits = {d["limit"]: int(d["max"]) for d in err.get("details", [])}
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+        return None
+    return limits.get("events"), limits.get("bytes")
 
 
 def _error_message(content: bytes) -> str:

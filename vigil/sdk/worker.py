@@ -136,6 +136,7 @@ class Worker:
         self.spool = spool
         self.counters = counters
         self.batch_size = batch_size
+        self.max_bytes = MAX_BATCH_BYTES  # both shrink when the server says a batch is over its burst (413)
         self.flush_interval = flush_interval
         self.high_water = max(batch_size, max_queue // 2)
         self.max_backoff = max_backoff
@@ -184,7 +185,7 @@ class Worker:
         if batch is None:
             batch = self._take(wait=True)
         if batch is not None:
-            self._deliver(batch)
+            self._deliver(self._fit(batch))
 
     def _wait_for_retry(self, remaining: float) -> None:
         """Backoff: with a spool, move what arrives to disk meanwhile (and answer flushes); without, sleep."""
@@ -212,6 +213,7 @@ class Worker:
                 batch = self._take(wait=False)
             if batch is None:
                 break
+            batch = self._fit(batch)
             timeout = max(0.1, min(self.transport.timeout, self.deadline - now))
             if not self._deliver(batch, timeout) and self.spool is not None:
                 break
@@ -253,7 +255,7 @@ class Worker:
             if spool.backlog():
                 if urgent:
                     self._spill_queue()  # flush() is answered by the spool; the backlog may take a while
-                records = spool.read(self.batch_size, MAX_BATCH_BYTES)
+                records = spool.read(self.batch_size, self.max_bytes)
                 if records:
                     replayed = sum(1 for n, _ in records if n < spool.first_new)
                     if replayed:
@@ -277,7 +279,7 @@ class Worker:
                     break
                 self._settle(x)
                 continue
-            if datas and nbytes + len(x) > MAX_BATCH_BYTES:
+            if datas and nbytes + len(x) > self.max_bytes:
                 q.appendleft(x)
                 break
             datas.append(x)
@@ -294,10 +296,13 @@ class Worker:
         if answer.kind == "retry":
             self._failed(batch, answer)
             return False
+        if answer.kind == "split" and n > 1:
+            self._shrink(batch, answer)
+            return True
         self._attempt = 0
         self._next_attempt = 0.0
         settled = [s for s in batch.segments if s is not None]
-        if answer.kind == "refused":
+        if answer.kind in ("refused", "split"):  # a split of one event: it can never pass
             self._dead_letter([(d, None) for d in batch.datas], answer.status, answer.error)
         else:
             by_index = {r.index: r for r in answer.results}
@@ -332,6 +337,38 @@ class Worker:
         self._release_markers()
         return True
 
+    def _fit(self, batch: _Batch) -> _Batch:
+        """The part of ``batch`` within the batch limits; the rest is held, to go next (in order)."""
+        keep, nbytes = 0, 2
+        for data in batch.datas:
+            if keep and (keep >= self.batch_size or nbytes + len(data) + 1 > self.max_bytes):
+                break
+            keep += 1
+            nbytes += len(data) + 1
+        if keep == len(batch.datas):
+            return batch
+        rest = _Batch(batch.datas[keep:], batch.segments[keep:])
+        self._held = rest if self._held is None else _join(rest, self._held)
+        return _Batch(batch.datas[:keep], batch.segments[:keep])
+
+    def _shrink(self, batch: _Batch, answer: Answer) -> None:
+        """413 batch_too_large: smaller batches from now on, and this one again at once, in parts."""
+        n, nbytes = len(batch.datas), sum(len(d) + 1 for d in batch.datas) + 1
+        events = answer.max_events if answer.max_events and answer.max_events < n else n // 2
+        self.batch_size = max(1, min(self.batch_size, events))
+        if answer.max_bytes is not None:
+            limit = answer.max_bytes if answer.max_bytes < nbytes else nbytes // 2
+            self.max_bytes = max(1, min(self.max_bytes, limit))
+        log.warning(
+            "vigil: the server refused a batch of %d events as too large (%s); sending at most %d events "
+            "and %d bytes per request from now on",
+            n,
+            answer.error,
+            self.batch_size,
+            self.max_bytes,
+        )
+        self._held = batch if self._held is None else _join(batch, self._held)
+
     def _failed(self, batch: _Batch, answer: Answer) -> None:
         """A retryable failure: back off, and with a spool move the batch's in-memory events to disk."""
         self._attempt += 1
@@ -353,12 +390,13 @@ class Worker:
             except OSError as exc:
                 if self._spool_warn.ready():
                     log.error("vigil: could not write to the spool (%s); keeping the batch in memory", exc)
-                self._held = batch
+                self._held = batch if self._held is None else _join(batch, self._held)
                 return
             pairs = [(d, s) for d, s in zip(batch.datas, batch.segments, strict=True) if s is not None]
             # the spilled events are read back from the spool in turn; only those read from it wait here
             batch = _Batch([d for d, _ in pairs], [s for _, s in pairs])
-        self._held = batch if batch.datas else None
+        if batch.datas:
+            self._held = batch if self._held is None else _join(batch, self._held)  # before a split's rest
         self._release_markers()
 
     # -- spool and markers ---------------------------------------------------------------------------------
@@ -443,6 +481,10 @@ class Worker:
             error,
             b"\n".join(lines).decode("utf-8", "replace"),
         )
+
+
+def _join(first: _Batch, then: _Batch) -> _Batch:
+    return _Batch(first.datas + then.datas, first.segments + then.segments)
 
 
 def _without(settled: list[int], keep: list[int | None]) -> list[int]:

@@ -11,8 +11,13 @@ if TYPE_CHECKING:
     from vigil.settings import Settings
 
 
-def open_store(database: str, settings: Settings | None = None, *, readonly: bool = False) -> Store:
-    """Open the store a ``--database`` value names: a SQLite path, ``sqlite:///path`` or ``postgresql://…``."""
+def open_store(
+    database: str, settings: Settings | None = None, *, readonly: bool = False, exclusive: bool = False
+) -> Store:
+    """Open the store a ``--database`` value names: a SQLite path, ``sqlite:///path`` or ``postgresql://…``.
+
+    ``exclusive`` is for ``vigil serve``: a SQLite file is then locked for this process until the store closes,
+    and a second server on it is refused (:class:`~vigil.errors.StoreInUse`). PostgreSQL needs no such lock."""
     from vigil.store.sqlite import SQLiteStore
 
     if database.startswith(("postgresql://", "postgres://")):
@@ -22,7 +27,7 @@ def open_store(database: str, settings: Settings | None = None, *, readonly: boo
     if "://" in database and not database.startswith("sqlite:///"):
         raise ConfigError(f"unsupported database URL {database!r}: give a SQLite file path or sqlite:///path")
     path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
-    return SQLiteStore(path, settings)
+    return SQLiteStore(path, settings, exclusive=exclusive)
 
 
 __all__ = ["Store", "open_store"]

@@ -100,8 +100,11 @@ class Store(Protocol):
     def append(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
         """Append events to a tenant's log durably; blocks until committed."""
 
-    async def append_async(self, tenant_id: int, events: Sequence[Prepared]) -> list[Appended]:
-        """The same, from the event loop; concurrent callers share commits."""
+    async def append_async(
+        self, tenant_id: int, events: Sequence[Prepared], *, bounded: bool = False
+    ) -> list[Appended]:
+        """The same, from the event loop; concurrent callers share commits. ``bounded``: refuse with
+        :class:`~vigil.errors.QueueFull` when the tenant already has its most events waiting."""
 
     def on_commit(self, listener: Callable[[set[int]], None]) -> None:
         """Have ``listener`` called with the tenant ids of every commit that appended events."""

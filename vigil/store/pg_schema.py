@@ -91,6 +91,16 @@ CREATE TABLE vigil.rule_settings (
 );
 """,
     ),
+    (
+        3,
+        "append_only_always",
+        """
+-- A trigger enabled the default way does not fire under SET session_replication_role = replica, which any
+-- superuser session can set: ENABLE ALWAYS makes the append-only rule hold there too.
+ALTER TABLE vigil.checkpoints ENABLE ALWAYS TRIGGER checkpoints_append_only;
+ALTER TABLE vigil.checkpoints ENABLE ALWAYS TRIGGER checkpoints_no_truncate;
+""",
+    ),
 ]
 
 TENANT_MIGRATIONS: list[tuple[int, str, str]] = [
@@ -156,6 +166,21 @@ REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC;
 GRANT USAGE ON SCHEMA {s} TO "{w}", "{r}";
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO "{w}";
 GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO "{r}";
+""",
+    ),
+    (
+        2,
+        "append_only_always",
+        """
+-- Fire under session_replication_role = replica too (see the control migration of the same name).
+ALTER TABLE {s}.events ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE {s}.events ENABLE ALWAYS TRIGGER no_truncate;
+ALTER TABLE {s}.event_targets ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE {s}.event_targets ENABLE ALWAYS TRIGGER no_truncate;
+ALTER TABLE {s}.tree_nodes ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE {s}.tree_nodes ENABLE ALWAYS TRIGGER no_truncate;
+ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER no_truncate;
 """,
     ),
 ]

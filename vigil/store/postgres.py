@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +42,16 @@ from vigil.store.base import (
 )
 from vigil.store.detection import DetectionRows, Sql
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
-from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
+from vigil.store.search import (
+    Dialect,
+    narrow,
+    search_sql,
+    search_words,
+    tail_sql,
+    tail_start,
+    time_bounds_sql,
+    window,
+)
 from vigil.store.sqlite import TENANT_SLUG, now_text
 from vigil.store.writer import GroupCommitWriter
 
@@ -51,6 +61,8 @@ if TYPE_CHECKING:
 
     from vigil.ingest.intake import Prepared
     from vigil.settings import Settings
+
+log = logging.getLogger("vigil.store")
 
 LOCK_SPACE = 0x56494731  # first key of pg_advisory_xact_lock(int, int): "VIG1"
 PARTITIONS_AHEAD = 2  # months of partitions kept ready beyond the current one
@@ -77,10 +89,11 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         psycopg, pool_cls = _import()
         self.url = url
-        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self.configure_writer(settings)
         self._frontiers: dict[int, CompactRange] = {}
         self._partitions: dict[int, int] = {}  # tenant id -> end (µs) of its last partition
         self._lock = threading.Lock()
+        self._disconnected = False
         try:
             conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
@@ -91,8 +104,15 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self.migrate(conn)
         # Never prepare: a prepared search soon gets a generic plan that cannot see its seq bounds or values,
         # and at 1M events a rare word then takes 60-240 ms instead of 3 (bench/query.py).
+        # check: a pooled connection the server has dropped (restart, failover, idle cut) is replaced before it
+        # is handed out, for one round trip, instead of failing the read it was given to
         self._pool: ConnectionPool[Any] = pool_cls(
-            url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False, "prepare_threshold": None}
+            url,
+            min_size=1,
+            max_size=8,
+            open=True,
+            kwargs={"autocommit": False, "prepare_threshold": None},
+            check=pool_cls.check_connection,
         )
         self._start_writer(conn)
 
@@ -219,6 +239,25 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
+        if conn.broken or conn.closed:
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        """Replace the writer's lost connection (server restart, killed backend, network cut), on the writer
+        thread between two transactions; if the server cannot be reached the next write tries again."""
+        psycopg, _ = _import()
+        try:
+            fresh = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            if not self._disconnected:
+                log.error("lost the connection to PostgreSQL and cannot reconnect yet: %s", exc)
+            self._disconnected = True
+            return
+        old, self._wconn = self._wconn, fresh
+        with contextlib.suppress(Exception):
+            old.close()
+        self._disconnected = False
+        log.warning("the writer's PostgreSQL connection was lost; reconnected")
 
     def _forget(self) -> None:
         self._frontiers.clear()
@@ -509,8 +548,16 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self.write(lambda conn: conn.execute("ANALYZE"))
 
     def check(self) -> None:
+        """Raise :class:`StorageError` unless a write and a read would succeed now. The write probe goes through
+        the writer: a dead connection makes the first probe fail and reconnect, so only a second failure means
+        the server is out of reach. Dead pooled read connections are replaced."""
         if not self.writer_alive():
             raise StorageError("the store is closed or its writer has stopped")
+        try:
+            self.write(_probe)
+        except StorageError:
+            self.write(_probe)
+        self._pool.check()
         with self._control() as conn:
             conn.execute("SELECT 1")
 
@@ -522,6 +569,10 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         self._pool.close()
         with contextlib.suppress(Exception):
             self._wconn.close()
+
+
+def _probe(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT 1")
 
 
 def _text(value: str) -> str:
@@ -579,10 +630,8 @@ def _search_sql(s: str, q: SearchQuery, lo: int, hi: int) -> tuple[str, list[Any
 
 def ts_query(text: str) -> str:
     """A safe tsquery: every word required, ``word*`` for a prefix; operators in user text are plain words."""
-    words = re.findall(r"[^\W_]+\*?", text.lower())
-    if not words:
-        raise InvalidRequest("free-text search needs at least one word")
-    return " & ".join(w.rstrip("*") + (":*" if w.endswith("*") else "") for w in words[:16])
+    words = search_words(text.lower())
+    return " & ".join(w.rstrip("*") + (":*" if w.endswith("*") else "") for w in words)
 
 
 def _time_bounds(

@@ -12,12 +12,17 @@ search); a :class:`Dialect` says how. The plan rules live here once:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.errors import InvalidRequest
 from vigil.ledger.tiles import TILE_HEIGHT
 from vigil.store.base import SearchQuery
+
+MAX_SEARCH_WORDS = 16
+_WORD = re.compile(r"[^\W_]+\*?")
 
 # (words, lo, hi, alone) -> (source or None, order column or None, where clause, params)
 TextClause = Callable[[str, int, int, bool], tuple[str | None, str | None, str, list[Any]]]
@@ -34,6 +39,21 @@ class Dialect:
         str, ...
     ]  # extra conditions naming the tenant ("tenant_id = ?"), with the tenant id as param
     text: TextClause
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a free-text search (``word*`` for a prefix); a clear 400 when there are none or too many.
+
+    Refused, never cut short: a search whose later words were dropped would answer a different question.
+    """
+    words = _WORD.findall(text)
+    if not words:
+        raise InvalidRequest("free-text search needs at least one word")
+    if len(words) > MAX_SEARCH_WORDS:
+        raise InvalidRequest(
+            f"free-text search takes at most {MAX_SEARCH_WORDS} words; this one has {len(words)}"
+        )
+    return words
 
 
 def window(query: SearchQuery, snapshot: int, base: int) -> tuple[int, int]:

@@ -32,7 +32,17 @@ from vigil.store.base import (
     Tenant,
 )
 from vigil.store.detection import DetectionRows
-from vigil.store.search import Dialect, narrow, search_sql, tail_sql, tail_start, time_bounds_sql, window
+from vigil.store.guard import FileGuard, ServeLock
+from vigil.store.search import (
+    Dialect,
+    narrow,
+    search_sql,
+    search_words,
+    tail_sql,
+    tail_start,
+    time_bounds_sql,
+    window,
+)
 from vigil.store.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
@@ -43,7 +53,7 @@ log = logging.getLogger("vigil.store")
 
 SEQ_BITS = 40
 SEQ_MASK = (1 << SEQ_BITS) - 1
-TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")  # \Z: "$" would pass "acme\n"
 T = TypeVar("T")
 
 
@@ -69,10 +79,12 @@ def migrations() -> list[tuple[int, str, str]]:
 class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
     """The embedded :class:`~vigil.store.base.Store`."""
 
-    def __init__(self, path: str, settings: Settings | None = None) -> None:
+    def __init__(self, path: str, settings: Settings | None = None, *, exclusive: bool = False) -> None:
+        """Open (or create) the file; ``exclusive`` (``vigil serve``) also holds ``<path>.lock`` until close, so
+        a second server on the same file is refused at start."""
         self.path = str(Path(path).expanduser())
         synchronous = getattr(settings, "sqlite_synchronous", "FULL") if settings else "FULL"
-        self.commit_max = getattr(settings, "commit_max_events", 5000) if settings else 5000
+        self.configure_writer(settings)
         self._synchronous = synchronous
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -80,8 +92,18 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         self._frontiers: dict[int, CompactRange] = {}
         self._closed = False
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect(readonly=False)
-        self._migrate(conn)
+        self._lock = ServeLock(self.path) if exclusive else None
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            conn = self._connect(readonly=False)
+            self._migrate(conn)
+            min_free = getattr(settings, "sqlite_min_free_mb", 0) if settings else 0
+            self._guard = FileGuard(self.path, min_free)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self._start_writer(conn)
 
     # -- connections ---------------------------------------------------------------------------------------
@@ -142,9 +164,11 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                 raise StorageError(f"migration {version:04d}_{name} failed: {exc}") from exc
 
     def check(self) -> None:
-        """Raise :class:`StorageError` unless the store can take writes and answer reads."""
+        """Raise :class:`StorageError` unless the store can take writes and answer reads: the writer runs, the
+        path still names the file it writes, that file and its directory are writable, space is left."""
         if not self.writer_alive():
             raise StorageError("the store is closed or its writer has stopped")
+        self._guard.ready()
         self._reader().execute("SELECT 1 FROM tenants LIMIT 1").fetchall()
 
     def schema_version(self) -> int:
@@ -155,10 +179,14 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
     # -- the writer's transaction (vigil.store.writer runs the thread) -------------------------------------
 
     def _begin(self, conn: sqlite3.Connection) -> None:
+        self._guard.before_write()
         conn.execute("BEGIN IMMEDIATE")
 
     def _commit_tx(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
+        # A commit into a file the path no longer names is lost at shutdown: its callers get this error, not
+        # an acknowledgement (their retries, idempotent by id, land once the file is back).
+        self._guard.after_commit()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
@@ -498,6 +526,8 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         with contextlib.suppress(sqlite3.Error):  # statistics are a nicety; closing must not fail on them
             self._wconn.execute("PRAGMA optimize")
         self._wconn.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _fts_clause(words: str, lo: int, hi: int, alone: bool) -> tuple[str | None, str | None, str, list[Any]]:
@@ -532,10 +562,7 @@ DIALECT = Dialect(
 
 def fts_query(text: str) -> str:
     """A safe FTS5 query: every word quoted (so operators in user text are plain words), all required."""
-    words = re.findall(r"[^\W_]+\*?", text)
-    if not words:
-        raise InvalidRequest("free-text search needs at least one word")
-    return " ".join('"' + w.rstrip("*") + '"' + ("*" if w.endswith("*") else "") for w in words[:16])
+    return " ".join('"' + w.rstrip("*") + '"' + ("*" if w.endswith("*") else "") for w in search_words(text))
 
 
 def _tile_fetcher(conn: sqlite3.Connection, tenant_id: int) -> Callable[[int, int, int], list[bytes]]:
@@ -576,6 +603,12 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
 def _storage_error(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.IntegrityError) and "append-only" in str(exc):
         return AppendOnlyViolation(str(exc))
+    if isinstance(exc, sqlite3.IntegrityError) and "events.rid" in str(exc):
+        # the seq this writer chose is taken: another process appended to the log (a second writer)
+        return StorageError(
+            "another process appended to this log at the same time; run one server per SQLite file "
+            "(the request can be retried)"
+        )
     if isinstance(exc, sqlite3.Error):
         return StorageError(f"SQLite: {exc}")
     return exc

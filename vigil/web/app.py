@@ -13,11 +13,9 @@ import logging
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -31,16 +29,18 @@ import vigil
 from vigil.auth import KeyRing, require
 from vigil.errors import (
     ClientError,
+    IntegrityError,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     RateLimited,
-    UnsupportedMediaType,
+    RequestTimeout,
+    StorageFault,
     VigilError,
 )
+from vigil.ingest.decode import decode_content
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
-from vigil.ingest.ratelimit import RateLimiter
-from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
+from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
+from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
     MAX_REQUEST_BYTES,
@@ -56,7 +56,8 @@ from vigil.model import (
 )
 from vigil.settings import Settings
 from vigil.store import Store, open_store
-from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery
+from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery, Tenant
+from vigil.store.detection import NewAlert
 from vigil.web.alert_routes import alert_routes
 from vigil.web.common import (
     BEARER,
@@ -64,13 +65,15 @@ from vigil.web.common import (
     Problem,
     errors,
     json_response,
+    refuse_unknown_parameters,
     unions_as_any_of,
     with_options,
 )
+from vigil.web.fairness import ReadAudit, body_deadline
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
-from vigil.web.ledger_routes import ledger_routes
+from vigil.web.ledger_routes import MAX_SIZE, ledger_routes
 
 log = logging.getLogger("vigil.web")
 
@@ -107,23 +110,8 @@ class _IngestOperation(Operation):
         )
 
 
+_PREPARE_INLINE_BYTES = 64 * 1024  # about 90 events: up to 1 ms of intake work on the event loop
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_SEARCH_PARAMS = frozenset(
-    {
-        "actor_id",
-        "action",
-        "target_type",
-        "target_id",
-        "outcome",
-        "category",
-        "since",
-        "until",
-        "q",
-        "order",
-        "limit",
-        "cursor",
-    }
-)
 
 
 class App:
@@ -134,6 +122,16 @@ class App:
         self._store = store
         self.owns_store = store is None or own_store
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.ingest_limits = IngestLimits(
+            self.limiter, RateLimiter(settings.rate_limit_bytes, settings.rate_burst_bytes, what="bytes")
+        )
+        self.read_limiter = RateLimiter(
+            settings.search_rate_limit, settings.search_rate_burst, what="reads", per="API key"
+        )
+        rate = settings.export_rate_limit
+        self.export_limiter = RateLimiter(rate / 60, rate, what="exports", per="API key", shown=f"{rate}/min")
+        self.read_audit = ReadAudit(settings.read_audit_window, self._append_access)
+        self._audit_task: asyncio.Task[None] | None = None
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
         self.engine: Engine | None = None
@@ -142,11 +140,13 @@ class App:
         self._background: set[asyncio.Task[Any]] = set()
         self._signer: Signer | None = None
         self._schedule: asyncio.Task[None] | None = None
+        self.integrity: dict[int, str] = {}
+        """Tenants whose log contradicts the trusted state (id -> what was found): no writes, no checkpoints."""
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.settings.database, self.settings)
+            self._store = open_store(self.settings.database, self.settings, exclusive=True)
         return self._store
 
     @property
@@ -168,10 +168,13 @@ class App:
         """Open the store, load (or create) the signing key, start the checkpoint schedule and detection: fail
         closed (a rule that cannot be loaded stops the start)."""
         self.startup()
+        if self.read_audit.window > 0:
+            self._audit_task = asyncio.create_task(self.read_audit.run())
         signer = self.signer
+        await asyncio.to_thread(self.check_integrity)
         if self.settings.checkpoint_interval:
             self._schedule = asyncio.create_task(
-                run_schedule(self.store, signer, self.settings.checkpoint_interval)
+                run_schedule(self.store, signer, self.settings.checkpoint_interval, self.integrity_failed)
             )
         if getattr(self.settings, "detect", False):
             from vigil.detect.loader import build_engine
@@ -180,6 +183,45 @@ class App:
             self.engine = engine
             self._detecting = threading.Thread(target=self._detect, name="vigil-detect", daemon=True)
             self._detecting.start()
+
+    def check_integrity(self) -> None:
+        """Prove every tenant's log extends the last checkpoint this server signed for it (at start)."""
+        for tenant in self.store.list_tenants():
+            try:
+                check_tenant(self.store, self.signer, tenant)
+            except IntegrityError as exc:
+                self.integrity_failed(tenant, exc)
+
+    def integrity_failed(self, tenant: Tenant, exc: IntegrityError) -> None:
+        """Stop a tenant's writes and checkpoints, say why, and raise a P0 alert in its alert list."""
+        first = tenant.id not in self.integrity
+        self.integrity[tenant.id] = exc.message
+        if not first:
+            return
+        log.critical("INTEGRITY FAILURE: %s; tenant %s takes no more writes", exc.message, tenant.slug)
+        now = time.time_ns() // 1000
+        alert = NewAlert(
+            rule_id="vigil.integrity",
+            title="The stored log contradicts the checkpoint this server signed",
+            severity="P0",
+            techniques=("T1565.001",),
+            summary=exc.message,
+            group={"tenant": tenant.slug},
+            dedup_key=f"vigil.integrity:{tenant.slug}",
+            evidence=(),
+            first_us=now,
+            last_us=now,
+            suppress_us=86_400_000_000,
+        )
+        try:
+            self.store.commit_detection(tenant.id, [alert])
+        except VigilError:
+            log.exception("could not store the integrity alert for tenant %s", tenant.slug)
+
+    def refuse_if_compromised(self, tenant_id: int) -> None:
+        problem = self.integrity.get(tenant_id)
+        if problem is not None:
+            raise IntegrityError(f"this tenant's log takes no writes until an operator looks: {problem}")
 
     def _detect(self) -> None:
         if self.engine is None:
@@ -200,6 +242,10 @@ class App:
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
+        if self._audit_task is not None:
+            self._audit_task.cancel()
+            await asyncio.gather(self._audit_task, return_exceptions=True)
+        self.read_audit.flush(everything=True)  # the counted repeats reach the platform log before it closes
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.owns_store and self._store is not None:
@@ -208,18 +254,26 @@ class App:
     def auth(self, request: Request[Any, Any, Any], *scopes: str) -> ApiKey:
         key = self.keyring.authenticate(request.headers.get("authorization"))
         require(key, *scopes)
+        if "read" in scopes:  # every read route: charged per key before the work (a search flood is refused)
+            self.read_limiter.take(key.key_id)
         return key
 
     def record_access(self, key: ApiKey, action: str, metadata: dict[str, Any]) -> None:
-        """Record a read of a tenant's log in the platform log, without making the reader wait for it."""
-        if self._platform_id is None:
-            self.startup()
-        now = time.time_ns() // 1000
+        """Record a read of a tenant's log in the platform log, without making the reader wait for it.
+
+        Repeated identical reads by one key within ``read_audit_window`` become one entry with a count."""
         meta = {
             k: v[:MAX_METADATA_VALUE_LEN] if isinstance(v, str) else v
             for k, v in metadata.items()
             if v is not None
         }
+        if self.read_audit.record(key, action, meta):
+            self._append_access(key, action, meta)
+
+    def _append_access(self, key: ApiKey, action: str, meta: dict[str, Any]) -> None:
+        if self._platform_id is None:
+            self.startup()
+        now = time.time_ns() // 1000
         ev = EventIn(
             action=action,
             category="data_access",
@@ -255,6 +309,8 @@ def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
         raise InvalidRequest("cursor is not one this server gave out") from None
     if t != tenant_id or o != order or not isinstance(seq, int) or not isinstance(snap, int):
         raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
+    if not 0 <= seq <= snap < MAX_SIZE:  # a forged one: seqs are 40 bits, and a store's integers 64
+        raise InvalidRequest("cursor is not one this server gave out")
     return seq, snap
 
 
@@ -269,28 +325,6 @@ def _page_response(tenant_id: int, order: str, page: Page) -> Response[bytes]:
         + msgspec.json.encode(nxt)
         + b',"snapshot_seq":%d}' % page.snapshot
     )
-
-
-def decode_content(body: bytes, encoding: str) -> bytes:
-    """The request body with its Content-Encoding (identity or gzip) undone, never past the request limit.
-
-    The limit holds for the inflated bytes: a small compressed body cannot expand into a large one (a zip bomb).
-    """
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding != "gzip":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(f"the gzip body is corrupt: {exc}") from None
-    if len(out) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the request body inflates to more than {MAX_REQUEST_BYTES} bytes")
-    if not inflater.eof:
-        raise InvalidRequest("the gzip body is truncated")
-    return out
 
 
 def create_app(
@@ -314,8 +348,13 @@ def create_app(
         responses=errors(503),
     )
     def readyz() -> Health:
-        """The store answers a read; load balancers route traffic here only then."""
+        """The store answers a read and would take a write (on SQLite: the file is still the one opened,
+        writable, with free space over the minimum), and every tenant's log extends its trusted state; load
+        balancers route traffic here only then."""
         app.store.check()
+        if app.integrity:
+            problems = "; ".join(app.integrity.values())
+            raise IntegrityError(f"{len(app.integrity)} tenant log(s) failed the integrity check: {problems}")
         return Health("ready", vigil.__version__)
 
     @post(
@@ -327,7 +366,7 @@ def create_app(
         request_max_body_size=MAX_REQUEST_BYTES,
         status_code=200,
         responses={
-            **errors(400, 401, 403, 413, 415, 422, 429),
+            **errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
         },
     )
     async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
@@ -337,16 +376,26 @@ def create_app(
         already logged; the original ``seq``) or ``rejected`` (with every problem found).
         """
         key = app.auth(request, "ingest")
+        app.refuse_if_compromised(key.tenant_id)
+        # Charged before the work: the declared size before the body is read, then its size and an estimate of
+        # its events before it is decoded; after decoding only what the estimate missed (a debt).
+        app.ingest_limits.admit(key.tenant_id, _content_length(request))
         body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
+        content_type = request.headers.get("content-type", "")
+        estimate = estimate_events(body, content_type.split(";")[0].strip().lower() == NDJSON)
+        app.ingest_limits.charge(key.tenant_id, len(body), estimate)
         received_us = time.time_ns() // 1000
-        good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
-        app.limiter.take(key.tenant_id, len(good) + len(bad))
+        if len(body) > _PREPARE_INLINE_BYTES:  # a big batch must not hold the event loop: others wait on it
+            good, bad = await asyncio.to_thread(prepare_batch, body, content_type, key.tenant, received_us)
+        else:
+            good, bad = prepare_batch(body, content_type, key.tenant, received_us)
+        app.ingest_limits.settle(key.tenant_id, len(good) + len(bad) - estimate)
         results: list[EventResult | None] = [None] * (len(good) + len(bad))
         for r in bad:
             results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
         if not good:
             raise _AllRejected(results)
-        appended = await app.store.append_async(key.tenant_id, good)
+        appended = await app.store.append_async(key.tenant_id, good, bounded=True)
         for p, a in zip(good, appended, strict=True):
             results[p.index] = EventResult(
                 p.index,
@@ -363,7 +412,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429),
             200: ResponseSpec(data_container=SearchPage, description="A page of events"),
         },
     )
@@ -403,13 +452,6 @@ def create_app(
     ) -> Response[bytes]:
         """Search the caller's tenant log. Filters combine; pages stay stable while new events arrive."""
         key = app.auth(request, "read", "auditor")
-        raw_query = request.scope.get("query_string", b"").decode("latin-1")
-        unknown = sorted({k for k, _ in parse_qsl(raw_query, keep_blank_values=True)} - _SEARCH_PARAMS)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown query parameters: {', '.join(map(repr, unknown))[:200]}; "
-                f"known: {', '.join(sorted(_SEARCH_PARAMS))}"
-            )
         if action is not None and action.endswith("*") and not action.endswith(".*"):
             raise InvalidRequest("an action prefix ends in .* (for example user.*)")
         for name, value in (("since", since), ("until", until)):
@@ -458,7 +500,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403, 404),
+            **errors(400, 401, 403, 404, 429),
             200: ResponseSpec(data_container=StoredEvent, description="The event"),
         },
     )
@@ -479,7 +521,7 @@ def create_app(
         tags=["events"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429),
             200: ResponseSpec(data_container=SearchPage, description="The entity's events, newest first"),
         },
     )
@@ -524,7 +566,9 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
-            if not isinstance(exc, ClientError):
+            if isinstance(exc, RequestTimeout):
+                headers = {"Connection": "close"}  # the rest of a trickled body is not worth waiting for
+            if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
         if isinstance(exc, ValidationException):
@@ -582,6 +626,8 @@ def create_app(
         on_startup=[app.start],
         on_shutdown=[app.shutdown],
         exception_handlers={Exception: on_error},
+        middleware=[body_deadline(settings.body_timeout)],
+        guards=[refuse_unknown_parameters],
         openapi_config=openapi,
         request_max_body_size=MAX_REQUEST_BYTES,
         debug=False,
@@ -601,6 +647,13 @@ def create_app(
     content = export_ok.content or {}  # type: ignore[union-attr]
     content["application/x-ndjson"] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore[arg-type]
     return asgi
+
+
+def _content_length(request: Request[Any, Any, Any]) -> int | None:
+    try:
+        return int(request.headers.get("content-length", ""))
+    except ValueError:
+        return None
 
 
 class _AllRejected(ClientError):

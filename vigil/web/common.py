@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Response, route
-from litestar.handlers import HTTPRouteHandler
+from litestar.connection import ASGIConnection
+from litestar.constants import RESERVED_KWARGS
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Schema
+from litestar.params import ParameterKwarg
+
+from vigil.errors import InvalidRequest
 
 
 class Problem(msgspec.Struct):
@@ -32,8 +39,9 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
         401: "No or unknown API key",
         403: "Key lacks the scope",
         404: "Not found",
+        408: "The request body did not arrive in time",
         409: "Conflict",
-        413: "Too large",
+        413: "Too large (a batch over the tenant's burst: split it)",
         415: "Neither JSON nor NDJSON",
         422: "Every event was rejected",
         429: "Over the rate limit",
@@ -91,3 +99,54 @@ def unions_as_any_of(node: Any) -> None:
     elif isinstance(node, list | tuple):
         for value in node:
             unions_as_any_of(value)
+
+
+# by the handler's function: the framework hands guards a fresh copy of the handler object on each request
+_declared: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+def _query_parameters(handler: BaseRouteHandler) -> tuple[frozenset[str], frozenset[str]]:
+    """(every query parameter ``handler`` declares, those of them that may repeat), read from its signature."""
+    cached = _declared.get(handler.fn)
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    many: set[str] = set()
+    dependencies = set(handler.resolve_dependencies())
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        if name in RESERVED_KWARGS or name in dependencies:
+            continue
+        kwarg = field.kwarg_definition
+        if isinstance(kwarg, ParameterKwarg):
+            if kwarg.header or kwarg.cookie:
+                continue
+            name = kwarg.query or name
+        names.add(name)
+        if field.is_non_string_collection:
+            many.add(name)
+    cached = _declared[handler.fn] = (frozenset(names), frozenset(many))
+    return cached
+
+
+def refuse_unknown_parameters(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """A guard on every route: a query parameter the route does not declare, or a single-valued one given twice,
+    is a 400 that names it, never silently ignored (a misspelt filter would otherwise widen a search)."""
+    raw = connection.scope.get("query_string", b"")
+    if not raw:
+        return
+    known, many = _query_parameters(handler)
+    known = known - set(connection.path_params)  # a path parameter is not a query parameter of the same name
+    seen: set[str] = set()
+    unknown: set[str] = set()
+    for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if name not in known:
+            unknown.add(name)
+        elif name in seen and name not in many:
+            raise InvalidRequest(f"the query parameter {name!r} is given more than once")
+        seen.add(name)
+    if unknown:
+        listed = ", ".join(repr(n[:40]) for n in sorted(unknown)[:10])
+        accepted = ", ".join(sorted(known)) or "none"
+        raise InvalidRequest(f"unknown query parameters: {listed}; this route takes: {accepted}")

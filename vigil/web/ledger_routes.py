@@ -13,7 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
-from vigil.errors import InvalidRequest, NotFound, StorageError
+from vigil.errors import IntegrityError, InvalidRequest, NotFound, StorageError
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
@@ -61,7 +61,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Inclusion proof of an event",
         tags=["proofs"],
         security=BEARER,
-        responses=errors(400, 401, 403, 404),
+        responses=errors(400, 401, 403, 404, 429),
     )
     async def event_proof(
         request: Request[Any, Any, Any],
@@ -96,7 +96,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Consistency proof",
         tags=["proofs"],
         security=BEARER,
-        responses=errors(400, 401, 403),
+        responses=errors(400, 401, 403, 429),
     )
     async def consistency_route(
         request: Request[Any, Any, Any],
@@ -118,7 +118,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Newest signed checkpoint",
         tags=["checkpoints"],
         security=BEARER,
-        responses={**errors(401, 403, 404), **_NOTE},
+        responses={**errors(401, 403, 404, 429), **_NOTE},
     )
     async def latest(request: Request[Any, Any, Any]) -> Response[str]:
         """The tenant's newest checkpoint as a C2SP signed note."""
@@ -133,7 +133,7 @@ def ledger_routes(app: App) -> list[Any]:
         summary="Signed checkpoint at a tree size",
         tags=["checkpoints"],
         security=BEARER,
-        responses={**errors(400, 401, 403, 404), **_NOTE},
+        responses={**errors(400, 401, 403, 404, 429), **_NOTE},
     )
     async def at_size(
         request: Request[Any, Any, Any],
@@ -152,13 +152,17 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["checkpoints"],
         security=BEARER,
         status_code=201,
-        responses={**errors(400, 401, 403), 201: _NOTE[200]},
+        responses={**errors(400, 401, 403, 503), 201: _NOTE[200]},
     )
     async def create(request: Request[Any, Any, Any]) -> Response[str]:
         """Sign and store a checkpoint of the tenant's log as it is now (admin)."""
         key = app.auth(request, "admin")
         tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
-        cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
+        try:
+            cp = await asyncio.to_thread(make_checkpoint, app.store, app.signer, tenant)
+        except IntegrityError as exc:
+            app.integrity_failed(tenant, exc)
+            raise
         if cp is None:
             raise InvalidRequest("the log is empty: nothing to checkpoint")
         return _text(cp.note, 201)
@@ -174,7 +178,7 @@ def ledger_routes(app: App) -> list[Any]:
         tags=["export"],
         security=BEARER,
         responses={
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429, 503),
             200: ResponseSpec(
                 data_container=bytes, description="A bundle (zip) or NDJSON", media_type="application/zip"
             ),
@@ -193,6 +197,7 @@ def ledger_routes(app: App) -> list[Any]:
     ) -> Stream:
         """A slice of the tenant's log; a bundle is checkable offline with ``vigil verify-bundle``."""
         key = app.auth(request, "read", "auditor")
+        app.export_limiter.take(key.key_id)  # an export reads a whole log: its own, smaller budget per key
         tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
         size = await asyncio.to_thread(app.store.tree_size, tenant.id)
         end = to_seq if to_seq is not None else size
@@ -200,7 +205,12 @@ def ledger_routes(app: App) -> list[Any]:
             raise InvalidRequest(f"need from_seq < to_seq <= {size} (the log's size); got {from_seq}..{end}")
         spool: Any = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
         if format == "bundle":
-            await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+            try:
+                await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+            except IntegrityError as exc:  # no bundle is signed over a log that contradicts the trusted state
+                spool.close()
+                app.integrity_failed(tenant, exc)
+                raise
         else:
             await asyncio.to_thread(_write_ndjson, app, tenant.id, spool, from_seq, end)
         app.record_access(key, "audit_log.exported", {"format": format, "from_seq": from_seq, "to_seq": end})
