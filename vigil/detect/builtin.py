@@ -8,90 +8,48 @@ is keyed by tenant first, so one tenant's events never count towards another's g
 from __future__ import annotations
 
 import functools
-import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
 from typing import Any
 
 from vigil.detect import builtin_examples as ex
-from vigil.detect.geo import Geo, Place, distance_km, network_of, parse_networks
+from vigil.detect.builtin_base import DAY, HOUR, MIN, Builtin, Params, default_params
+from vigil.detect.builtin_geo import ImpossibleTravel, NewCountry
+from vigil.detect.builtin_slow import (
+    SlowBruteForce,
+    SlowBulkExport,
+    SlowPasswordSpraying,
+    SlowSuccessAfterFailures,
+    SlowTier,
+)
+from vigil.detect.fields import actor as _actor
+from vigil.detect.fields import ip as _ip
+from vigil.detect.fields import login as _login
+from vigil.detect.fields import records as _records
+from vigil.detect.fields import who as _who
+from vigil.detect.geo import Geo, network_of
 from vigil.detect.rules import Ev, Hit, RuleInfo
 from vigil.detect.windows import Windows
 
-MIN = 60_000_000
-HOUR = 60 * MIN
-DAY = 24 * HOUR
-
-Params = Callable[[str, RuleInfo], dict[str, Any]]
-"""(tenant, rule) -> the rule's thresholds for that tenant: its defaults with the tenant's overrides on top."""
-
-
-def default_params(tenant: str, rule: RuleInfo) -> dict[str, Any]:
-    return rule.params
-
-
-def _actor(ev: Ev) -> dict[str, Any]:
-    actor: dict[str, Any] = ev.doc.get("actor") or {}
-    return actor
-
-
-def _ip(ev: Ev) -> str:
-    return str((ev.doc.get("context") or {}).get("ip") or "")
-
-
-def _who(ev: Ev) -> str:
-    actor = _actor(ev)
-    return str(actor.get("email") or actor.get("name") or actor.get("id") or "?")
-
-
-def _login(ev: Ev, outcome: str) -> bool:
-    return ev.doc.get("action") == "user.login" and ev.doc.get("outcome") == outcome
-
-
-class Builtin:
-    """One built-in rule: its description, its thresholds and its per-event logic (``hits``)."""
-
-    info: RuleInfo
-    actions: frozenset[str] | None = None  # the actions it looks at; None: every event
-
-    def __init__(self, params: Params = default_params) -> None:
-        self._params = params
-
-    @property
-    def rules(self) -> Sequence[RuleInfo]:
-        return (self.info,)
-
-    def p(self, tenant: str) -> dict[str, Any]:
-        return self._params(tenant, self.info)
-
-    def feed(self, ev: Ev) -> Sequence[Hit]:
-        # the engine's Dispatch already routes by action; callers feeding directly get the same answer
-        if self.actions is not None and ev.doc.get("action") not in self.actions:
-            return []
-        return self.hits(ev)
-
-    def hits(self, ev: Ev) -> list[Hit]:
-        raise NotImplementedError
-
-    def fresh(self) -> Builtin:
-        """The same rule with empty state."""
-        return type(self)(self._params)
-
-    def sweep(self, now_us: int) -> None:
-        """Forget state older than the rule's window."""
-
-    def hit(self, ev: Ev, group: dict[str, str], evidence: Iterable[Ev], summary: str) -> Hit:
-        return Hit(self.info, ev.tenant, tuple(sorted(group.items())), tuple(evidence), summary)
-
 
 class _Windowed(Builtin):
-    """A rule that counts events per (tenant, group) over its window of event time."""
+    """A rule that counts events per (tenant, group) over its window of event time, with a slow tier (its own
+    rule, see :mod:`vigil.detect.builtin_slow`) counting the same group over a day: when the fast rule fires
+    on a group, the slow tier's count of it starts again."""
+
+    tier: type[SlowTier]
 
     def __init__(self, params: Params = default_params) -> None:
         super().__init__(params)
         self.windows: Windows[Ev] = Windows(self.info.window_us)
+        self.slow = self.tier(params)
+
+    @classmethod
+    def infos(cls) -> tuple[RuleInfo, ...]:
+        return (cls.info, cls.tier.info)
 
     def sweep(self, now_us: int) -> None:
         self.windows.sweep(now_us)
+        self.slow.sweep(now_us)
 
 
 class BruteForce(_Windowed):
@@ -108,6 +66,8 @@ class BruteForce(_Windowed):
         examples=ex.BRUTE_FORCE,
     )
     actions = frozenset({"user.login"})
+    tier = SlowBruteForce
+    slow: SlowBruteForce
 
     def hits(self, ev: Ev) -> list[Hit]:
         if not _login(ev, "failure"):
@@ -116,9 +76,10 @@ class BruteForce(_Windowed):
         key = (ev.tenant, account)
         window = self.windows.add(key, ev.us, ev)
         if len(window) < int(self.p(ev.tenant)["failures"]):
-            return []
+            return self.slow.failure(ev, key, account)
         evidence = [e for _, e in window]
         self.windows.clear(key)  # the next alert needs a fresh run of failures
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -143,18 +104,42 @@ class PasswordSpraying(_Windowed):
         examples=ex.PASSWORD_SPRAYING,
     )
     actions = frozenset({"user.login"})
+    tier = SlowPasswordSpraying
+    slow: SlowPasswordSpraying
+
+    def __init__(self, params: Params = default_params) -> None:
+        super().__init__(params)
+        self.accounts: dict[tuple[str, str], Counter[str]] = {}  # key -> failures per account in its window
+
+    def sweep(self, now_us: int) -> None:
+        super().sweep(now_us)
+        self.accounts = {k: c for k, c in self.accounts.items() if self.windows.get(k) is not None}
 
     def hits(self, ev: Ev) -> list[Hit]:
         ip = _ip(ev)
-        if not ip or not _login(ev, "failure"):
+        if not ip:
             return []
         key = (ev.tenant, ip)
-        window = self.windows.add(key, ev.us, ev)
-        accounts = {str(_actor(e).get("id", "")) for _, e in window}
-        if len(accounts) < int(self.p(ev.tenant)["accounts"]):
+        if not _login(ev, "failure"):
+            if _login(ev, "success"):
+                self.slow.success(ev, key)
             return []
+        window, dropped = self.windows.add_dropping(key, ev.us, ev)
+        # failures per account in the window, kept as it moves: one source failing all day on a few accounts
+        # would otherwise make each event recount ten minutes of failures
+        accounts = self.accounts.setdefault(key, Counter())
+        accounts[str(_actor(ev).get("id", ""))] += 1
+        for e in dropped:
+            account = str(_actor(e).get("id", ""))
+            accounts[account] -= 1
+            if not accounts[account]:
+                del accounts[account]
+        if len(accounts) < int(self.p(ev.tenant)["accounts"]):
+            return self.slow.failure(ev, key, ip)
         evidence = [e for _, e in window]
         self.windows.clear(key)
+        self.accounts.pop(key, None)
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -179,20 +164,24 @@ class SuccessAfterFailures(_Windowed):
         examples=ex.SUCCESS_AFTER_FAILURES,
     )
     actions = frozenset({"user.login"})
+    tier = SlowSuccessAfterFailures
+    slow: SlowSuccessAfterFailures
 
     def hits(self, ev: Ev) -> list[Hit]:
         account = str(_actor(ev).get("id", ""))
         key = (ev.tenant, account)
         if _login(ev, "failure"):
             self.windows.add(key, ev.us, ev)
+            self.slow.failure(ev, key)
             return []
         if not _login(ev, "success"):
             return []
         window = self.windows.get(key)
         failures = [e for us, e in window or () if us >= ev.us - self.info.window_us]
         if len(failures) < int(self.p(ev.tenant)["failures"]):
-            return []
+            return self.slow.success(ev, key, account)
         self.windows.clear(key)
+        self.slow.clear((key, _ip(ev)))  # the slow tier counts per account and source
         return [
             self.hit(
                 ev,
@@ -343,19 +332,40 @@ class BulkExport(_Windowed):
         examples=ex.BULK_EXPORT,
     )
     actions = frozenset({"data.exported", "report.exported", "data.viewed"})
+    tier = SlowBulkExport
+    slow: SlowBulkExport
+
+    def __init__(self, params: Params = default_params) -> None:
+        super().__init__(params)
+        self.totals: dict[tuple[str, str], list[int]] = {}  # key -> [exports, records] in its window
+
+    def sweep(self, now_us: int) -> None:
+        super().sweep(now_us)
+        self.totals = {k: t for k, t in self.totals.items() if self.windows.get(k) is not None}
 
     def hits(self, ev: Ev) -> list[Hit]:
         if ev.doc.get("outcome") != "success":
             return []
         actor = str(_actor(ev).get("id", ""))
         key = (ev.tenant, actor)
-        window = self.windows.add(key, ev.us, ev)
+        export, read = ev.doc["action"] != "data.viewed", _records(ev)
+        if not export and not read:
+            return []  # counts towards nothing
+        window, dropped = self.windows.add_dropping(key, ev.us, ev)
+        # running totals: a reader viewing a record a second would otherwise make every event recount an hour
+        totals = self.totals.setdefault(key, [0, 0])
+        totals[0] += export
+        totals[1] += read
+        for e in dropped:
+            totals[0] -= e.doc["action"] != "data.viewed"
+            totals[1] -= _records(e)
         p = self.p(ev.tenant)
-        exports = [e for _, e in window if e.doc["action"] != "data.viewed"]
-        records = sum(_records(e) for _, e in window)
-        if len(exports) < int(p["exports"]) and records < int(p["records"]):
-            return []
+        if totals[0] < int(p["exports"]) and totals[1] < int(p["records"]):
+            return self.slow.event(ev, key, actor, export, read)
+        exports, records = [e for _, e in window if e.doc["action"] != "data.viewed"], totals[1]
         self.windows.clear(key)
+        self.totals.pop(key, None)
+        self.slow.clear(key)
         return [
             self.hit(
                 ev,
@@ -371,11 +381,6 @@ def _export_text(exports: int, records: int) -> str:
     if records:
         parts.append(f"read or exported {records:,} records")
     return " and ".join(parts)
-
-
-def _records(ev: Ev) -> int:
-    value = (ev.doc.get("metadata") or {}).get("record_count")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class OperatorDataAccess(_Stateless):
@@ -454,153 +459,6 @@ class ApiKeyNewNetwork(Builtin):
         self.created = {k: e for k, e in self.created.items() if e.us >= now_us - 30 * DAY}
 
 
-class _GeoRule(Builtin):
-    """A rule that needs to know where an address is."""
-
-    def __init__(self, geo: Geo | None, params: Params = default_params) -> None:
-        super().__init__(params)
-        self.geo = geo
-
-    def fresh(self) -> Builtin:
-        return type(self)(self.geo, self._params)
-
-    def place(self, ev: Ev) -> Place | None:
-        ip = _ip(ev)
-        return self.geo.lookup(ip) if ip and self.geo is not None else None
-
-
-class ImpossibleTravel(_GeoRule):
-    info = RuleInfo(
-        id="vigil.impossible_travel",
-        title="Impossible travel",
-        severity="P1",
-        techniques=("T1078.004",),
-        description="Two sign-ins of one user from places too far apart for the time between them.",
-        window_us=DAY,
-        suppress_us=DAY,
-        runbook="Ask the user which sign-in was theirs; revoke the other session and reset credentials.",
-        requires=("geo",),
-        params={"min_km": 500, "min_kmh": 900, "trusted_networks": []},
-        examples=ex.IMPOSSIBLE_TRAVEL,
-    )
-    actions = frozenset({"user.login"})
-
-    def __init__(self, geo: Geo | None, params: Params = default_params) -> None:
-        super().__init__(geo, params)
-        self.last: dict[tuple[str, str], tuple[Ev, Place]] = {}
-
-    def hits(self, ev: Ev) -> list[Hit]:
-        if not _login(ev, "success") or _actor(ev).get("type", "user") != "user":
-            return []
-        place = self.place(ev)
-        if place is None or place.lat is None:
-            return []
-        p = self.p(ev.tenant)
-        if _trusted(_ip(ev), p["trusted_networks"]):
-            return []
-        key = (ev.tenant, str(_actor(ev).get("id", "")))
-        before = self.last.get(key)
-        self.last[key] = (ev, place)
-        if before is None or _ip(before[0]) == _ip(ev) or ev.us - before[0].us > self.info.window_us:
-            return []
-        km = distance_km(before[1], place)
-        if km is None or km < float(p["min_km"]):
-            return []
-        hours = max(ev.us - before[0].us, 1) / HOUR
-        speed = km / hours
-        if speed < float(p["min_kmh"]):
-            return []
-        return [
-            self.hit(
-                ev,
-                {"user": key[1]},
-                [before[0], ev],
-                f"{_who(ev)} signed in from {_where(before[1])}, then {_where(place)} {_ago(ev.us - before[0].us)} "
-                f"later ({km:,.0f} km, {speed:,.0f} km/h)",
-            )
-        ]
-
-    def sweep(self, now_us: int) -> None:
-        self.last = {k: v for k, v in self.last.items() if v[0].us >= now_us - self.info.window_us}
-
-
-class NewCountry(_GeoRule):
-    info = RuleInfo(
-        id="vigil.new_country",
-        title="Sign-in from a new country",
-        severity="P3",
-        techniques=("T1078",),
-        description="A user with a sign-in history signs in from a country never seen for them.",
-        window_us=30 * DAY,
-        suppress_us=DAY,
-        runbook="Confirm the trip with the user; if they did not travel, revoke the session and reset credentials.",
-        requires=("geo",),
-        params={"trusted_networks": []},
-        examples=ex.NEW_COUNTRY,
-    )
-    actions = frozenset({"user.login"})
-
-    def __init__(self, geo: Geo | None, params: Params = default_params) -> None:
-        super().__init__(geo, params)
-        self.countries: dict[tuple[str, str], dict[str, int]] = {}
-
-    def hits(self, ev: Ev) -> list[Hit]:
-        if not _login(ev, "success") or _actor(ev).get("type", "user") != "user":
-            return []
-        place = self.place(ev)
-        if place is None or not place.country or _trusted(_ip(ev), self.p(ev.tenant)["trusted_networks"]):
-            return []
-        key = (ev.tenant, str(_actor(ev).get("id", "")))
-        seen = self.countries.setdefault(key, {})
-        fresh = bool(seen) and place.country not in seen
-        seen[place.country] = ev.us
-        if not fresh:
-            return []
-        known = ", ".join(sorted(c for c in seen if c != place.country))
-        return [
-            self.hit(
-                ev,
-                {"user": key[1], "country": place.country},
-                [ev],
-                f"{_who(ev)} signed in from {_where(place)}; before only from {known}",
-            )
-        ]
-
-    def sweep(self, now_us: int) -> None:
-        horizon = now_us - self.info.window_us
-        for key in list(self.countries):
-            kept = {c: us for c, us in self.countries[key].items() if us >= horizon}
-            if kept:
-                self.countries[key] = kept
-            else:
-                del self.countries[key]
-
-
-@functools.lru_cache(maxsize=4096)
-def _nets(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return parse_networks(list(spec))
-
-
-def _trusted(ip: str, networks: Sequence[str] | str) -> bool:
-    if not networks:
-        return False
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    spec = tuple(networks.split(",")) if isinstance(networks, str) else tuple(networks)
-    return any(addr in net for net in _nets(spec))
-
-
-def _where(place: Place) -> str:
-    return f"{place.city}, {place.country}" if place.city else place.country or "somewhere unknown"
-
-
-def _ago(us: int) -> str:
-    minutes = us // MIN
-    return f"{minutes} minutes" if minutes < 120 else f"{minutes // 60} hours"
-
-
 GEO_RULES = (ImpossibleTravel, NewCountry)
 OTHER_RULES = (
     BruteForce,
@@ -614,7 +472,7 @@ OTHER_RULES = (
     BulkExport,
     OperatorDataAccess,
 )
-BUILTIN_RULES: tuple[RuleInfo, ...] = tuple(r.info for r in (*OTHER_RULES, *GEO_RULES))
+BUILTIN_RULES: tuple[RuleInfo, ...] = tuple(i for r in (*OTHER_RULES, *GEO_RULES) for i in r.infos())
 
 
 def builtin_evaluators(geo: Geo | None = None, params: Params = default_params) -> list[Builtin]:

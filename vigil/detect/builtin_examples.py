@@ -8,6 +8,7 @@ actor, category and a success outcome. Addresses are RFC 5737 documentation addr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil.detect.rules import Examples
@@ -24,6 +25,18 @@ def _login(outcome: str, actor: dict[str, Any] = ALICE, ip: str = "192.0.2.10", 
 
 def _users(n: int) -> list[dict[str, Any]]:
     return [{"id": f"usr_{i:03d}", "type": "user", "email": f"user{i}@example.com"} for i in range(n)]
+
+
+def _at(seconds: float) -> str:
+    """``occurred_at`` this many seconds after 2026-01-01T08:00Z: the slow tiers' examples span hours."""
+    return (
+        (datetime(2026, 1, 1, 8, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    )
+
+
+def _every(seconds: float, events: list[dict[str, Any]], start: float = 0) -> list[dict[str, Any]]:
+    """``events`` spaced ``seconds`` apart."""
+    return [{**e, "occurred_at": _at(start + i * seconds)} for i, e in enumerate(events)]
 
 
 BRUTE_FORCE = Examples(
@@ -227,5 +240,118 @@ NEW_COUNTRY = Examples(
             _login("success", ip=BERLIN, occurred_at="2026-01-01T08:00:00Z"),
             _login("success", actor=BOB, ip=NEW_YORK, occurred_at="2026-01-03T08:00:00Z"),
         ],
+    ),
+)
+
+
+# ---- slow tiers: attacks paced to stay under the fast rules' windows, and a normal day that must stay quiet ----
+
+_OFFICE = "198.51.100.200"  # one NAT address for a whole office
+
+
+def _office_day() -> list[dict[str, Any]]:
+    """A 200-person office behind one address over a working day: 60 people mistype their password (a few of
+    them twice) and sign in a minute later, 5 give up and use another device, everyone else signs in once."""
+    out: list[dict[str, Any]] = []
+    for i, u in enumerate(_users(200)):
+        t = i * 160  # 9 hours of arrivals
+        if i < 60:
+            out.append(_login("failure", actor=u, ip=_OFFICE, occurred_at=_at(t)))
+            if i % 7 == 0:
+                out.append(_login("failure", actor=u, ip=_OFFICE, occurred_at=_at(t + 20)))
+            out.append(_login("success", actor=u, ip=_OFFICE, occurred_at=_at(t + 60)))
+        elif i < 65:
+            out.append(_login("failure", actor=u, ip=_OFFICE, occurred_at=_at(t)))
+        else:
+            out.append(_login("success", actor=u, ip=_OFFICE, occurred_at=_at(t)))
+    return sorted(out, key=lambda e: e["occurred_at"])
+
+
+BRUTE_FORCE_SLOW = Examples(
+    fire=(
+        _every(8 * 60, [_login("failure", ip="198.51.100.99") for _ in range(38)]),  # one every 8 min for 5 h
+        # from ten addresses in turn, one every 40 minutes through the day and night
+        _every(40 * 60, [_login("failure", ip=f"198.51.100.{i % 10}") for i in range(36)]),
+    ),
+    quiet=(
+        _every(40 * 60, [_login("failure") for _ in range(29)]),  # under the threshold
+        _every(100 * 60, [_login("failure") for _ in range(30)]),  # thirty, but over two days
+        _office_day(),
+        [  # a burst the 5-minute rule alerts on restarts this count: 25 more over the day stay quiet here
+            *[_login("failure", occurred_at=_at(i * 15)) for i in range(10)],
+            *_every(40 * 60, [_login("failure") for _ in range(25)], start=3600),
+        ],
+    ),
+)
+
+PASSWORD_SPRAYING_SLOW = Examples(
+    fire=(
+        # one account every 90 seconds for 3 hours: never 10 in the fast rule's 10 minutes
+        _every(90, [_login("failure", actor=u, ip="203.0.113.99") for u in _users(120)]),
+        # one every 40 minutes, some accounts tried twice, one of them signing in hours later
+        [
+            *_every(40 * 60, [_login("failure", actor=u, ip="203.0.113.99") for u in _users(32)]),
+            _login("success", actor=_users(1)[0], ip="203.0.113.99", occurred_at=_at(5 * 3600)),
+        ],
+    ),
+    quiet=(
+        _office_day(),
+        _every(40 * 60, [_login("failure", actor=u, ip="203.0.113.99") for u in _users(29)]),
+        _every(72 * 60, [_login("failure", actor=u, ip="203.0.113.99") for u in _users(40)]),  # over 2 days
+        _every(90, [_login("failure", actor=u, ip=f"203.0.113.{i}") for i, u in enumerate(_users(120))]),
+    ),
+)
+
+SUCCESS_AFTER_FAILURES_SLOW = Examples(
+    fire=(
+        [
+            *_every(20 * 60, [_login("failure", ip="198.51.100.99") for _ in range(16)]),
+            _login("success", ip="198.51.100.99", occurred_at=_at(6 * 3600)),
+        ],
+    ),
+    quiet=(
+        [
+            *_every(20 * 60, [_login("failure") for _ in range(14)]),
+            _login("success", occurred_at=_at(6 * 3600)),
+        ],
+        [  # sixteen failures, but over four days
+            *_every(6 * 3600, [_login("failure") for _ in range(16)]),
+            _login("success", occurred_at=_at(97 * 3600)),
+        ],
+        [
+            *_every(20 * 60, [_login("failure") for _ in range(16)]),
+            _login("success", actor=BOB, occurred_at=_at(6 * 3600)),
+        ],
+        [  # a burst from an attacker's address, then the owner signs in from home hours later, after a typo
+            *_every(17, [_login("failure", ip="198.51.100.99") for _ in range(14)]),
+            _login("failure", occurred_at=_at(4 * 3600)),
+            _login("success", occurred_at=_at(4 * 3600 + 30)),
+        ],
+        _office_day(),
+    ),
+)
+
+
+def _export(records: int) -> dict[str, Any]:
+    return {"action": "data.exported", "metadata": {"record_count": records}}
+
+
+def _report(records: int, actor: dict[str, Any] = ALICE) -> dict[str, Any]:
+    return {"action": "report.exported", "actor": actor, "metadata": {"record_count": records}}
+
+
+BULK_EXPORT_SLOW = Examples(
+    fire=(
+        _every(20 * 60, [_report(300) for _ in range(45)]),  # three an hour for 15 hours
+        # 40,000 records a little over hourly: under the hourly rule's 50,000, 200,000 by the fifth
+        _every(3700, [_export(40_000) for _ in range(6)]),
+        # many small reads add up too
+        _every(30, [{"action": "data.viewed", "metadata": {"record_count": 100}} for _ in range(2_100)]),
+    ),
+    quiet=(
+        _every(18 * 60, [_report(900) for _ in range(30)]),  # a busy analyst's day
+        _every(100 * 60, [_report(300) for _ in range(45)]),  # forty-five exports over three days
+        _every(40 * 60, [_report(20_000, u) for u in _users(12)]),  # twelve people, one large export each
+        _every(7 * 3600, [_export(45_000) for _ in range(8)]),  # at most 180,000 records in any day
     ),
 )
