@@ -61,6 +61,7 @@ def test_revoke_rotate_and_list(database: str) -> None:
 
 def test_bad_input_is_a_clear_error(database: str) -> None:
     """Unknown key ids and bad overlaps are one-line errors, never tracebacks."""
+    run("migrate", "--database", database)
     for args, words in [
         (("keys", "revoke", "0123456789abcdef"), "no key"),
         (("keys", "revoke", "nonsense"), "no key"),

@@ -593,4 +593,8 @@ __all__ = ["cli_detect", "cli_index", "main"]
 from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their
+    # commands on ``vigil.cli.main``: run that one.
+    from vigil.cli import main as registered
+
+    registered()

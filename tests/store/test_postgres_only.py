@@ -4,19 +4,15 @@ newer schema refused; and text that PostgreSQL cannot hold as sent."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
 import psycopg
 import pytest
 from pg import fresh_database
 from support import prepared_events
 
 from vigil.errors import StorageError
-from vigil.ingest.intake import Prepared, prepare_event
-from vigil.model import EventIn
 from vigil.store.base import SearchQuery
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS
 from vigil.store.postgres import PostgresStore, schema_of
@@ -124,30 +120,6 @@ def test_database_from_a_newer_vigil_is_refused(url: str, future: str) -> None:
         conn.execute(future)
     with pytest.raises(StorageError, match="newer"):
         PostgresStore(url).close()
-
-
-def test_text_with_nul_is_stored_and_found(pg: PostgresStore) -> None:
-    """A JSON string may hold NUL, which PostgreSQL text cannot: such an event is stored with its body as sent,
-    and searches by its actor, target or words find it."""
-    t = pg.create_tenant("acme")
-    raw = {
-        "action": "user.login",
-        "actor": {"id": "usr\x001"},
-        "message": "bad\x00byte",
-        "targets": [{"type": "doc\x00", "id": "d\x001"}, {"type": "doc\x00", "id": "d\ufffd1"}],
-    }
-    p = prepare_event(msgspec.convert(raw, EventIn), "acme", time.time_ns() // 1000)
-    assert isinstance(p, Prepared)
-    (appended,) = pg.append(t.id, [p])
-    assert pg.read_range(t.id, 0, 1) == [(appended.seq, p.leaf, p.body)]
-    assert b"usr\\u00001" in p.body
-    for query in (
-        SearchQuery(actor_id="usr\x001"),
-        SearchQuery(target_type="doc\x00", target_id="d\x001"),
-        SearchQuery(target_id="d\x001"),
-        SearchQuery(text="byte"),
-    ):
-        assert [seq for seq, _, _ in pg.search(t.id, query).events] == [appended.seq], query
 
 
 def test_a_copy_under_another_name_can_read_and_write_its_own_log(url: str) -> None:

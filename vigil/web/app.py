@@ -253,7 +253,10 @@ class App:
         if self._touching is not None:
             self._touching.cancel()
             await asyncio.gather(self._touching, return_exceptions=True)
-            await asyncio.to_thread(self.keyring.flush)  # last uses noted since the last write
+            try:
+                await asyncio.to_thread(self.keyring.flush)  # last uses noted since the last write
+            except VigilError as exc:  # a store that fails now must not stop the shutdown
+                log.warning("could not record when keys were last used: %s", exc.message)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.owns_store and self._store is not None:
