@@ -17,17 +17,21 @@ import msgspec
 
 from vigil.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from vigil.ids import uuid7_text
-from vigil.ingest.redact import REDACTED, is_secret_key, is_secret_value, redact_changes
+from vigil.ingest.redact import DEFAULT, Detector, Redactor, strings
 from vigil.ledger.canonical import MAX_SAFE_INT, NotCanonicalizable, canonical, scan
 from vigil.model import (
+    FIELD_LIMITS,
     MAX_CHANGES,
     MAX_EVENT_BYTES,
     MAX_METADATA_KEY_LEN,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LEN,
     MAX_REQUEST_EVENTS,
+    Actor,
+    Context,
     Event,
     EventIn,
+    Target,
 )
 
 NDJSON = "application/x-ndjson"
@@ -135,16 +139,16 @@ def _check_count(n: int) -> None:
 
 
 def prepare_batch(
-    body: bytes, content_type: str, tenant: str, received_us: int
+    body: bytes, content_type: str, tenant: str, received_us: int, redactor: Redactor = DEFAULT
 ) -> tuple[list[Prepared], list[Rejected]]:
-    """Decode and prepare every event of a request body for ``tenant``."""
+    """Decode and prepare every event of a request body for ``tenant``, redacted with ``redactor``."""
     typed, loose = decode_body(body, content_type)
     received_at = rfc3339(received_us)
     good: list[Prepared] = []
     bad: list[Rejected] = []
     if typed is not None:
         for i, ev in enumerate(typed):
-            _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+            _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
         return good, bad
     for i, item in enumerate(loose):
         if isinstance(item, msgspec.DecodeError):
@@ -163,7 +167,7 @@ def prepare_batch(
                 )
             )
             continue
-        _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+        _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
     return good, bad
 
 
@@ -175,7 +179,12 @@ def _sort(item: Prepared | Rejected, good: list[Prepared], bad: list[Rejected]) 
 
 
 def prepare_event(
-    ev: EventIn, tenant: str, received_us: int, received_at: str | None = None, i: int = 0
+    ev: EventIn,
+    tenant: str,
+    received_us: int,
+    received_at: str | None = None,
+    i: int = 0,
+    redactor: Redactor = DEFAULT,
 ) -> Prepared | Rejected:
     """Validate, redact and canonicalise one decoded event for ``tenant``."""
     if received_at is None:
@@ -197,7 +206,6 @@ def prepare_event(
             slow = scan(changes) or slow
         except NotCanonicalizable as exc:
             errors.append({"field": "changes", "message": str(exc)})
-        changes = redact_changes(changes)
     context = ev.context
     if context is not None and isinstance(context.status, float):
         if context.status.is_integer():
@@ -206,6 +214,11 @@ def prepare_event(
             errors.append({"field": "context.status", "message": f"must be an integer; got {context.status}"})
     if errors:
         return Rejected(i, errors, eid)
+    redacted = redact_event(ev, metadata, changes, context, redactor)
+    if isinstance(redacted, str):
+        why = f"looks like a credential ({redacted}); an action name is never stored redacted"
+        return Rejected(i, [{"field": "action", "message": why}], eid)
+    actor, targets, context, changes, metadata, reason, message = redacted
     if ev.occurred_at is None:
         occurred_us, occurred_at = received_us, received_at
     else:
@@ -215,7 +228,8 @@ def prepare_event(
             return Rejected(
                 i, [{"field": "occurred_at", "message": "is outside the years 1 to 9999 in UTC"}], eid
             )
-    actor = ev.actor if ev.actor.type is not None else msgspec.structs.replace(ev.actor, type="user")
+    if actor.type is None:
+        actor = msgspec.structs.replace(actor, type="user")
     event = Event(
         id=eid,
         tenant=tenant,
@@ -225,11 +239,11 @@ def prepare_event(
         actor=actor,
         category=ev.category,
         outcome=ev.outcome,
-        targets=ev.targets,
+        targets=targets,
         context=context,
         changes=changes,
-        reason=ev.reason,
-        message=ev.message,
+        reason=reason,
+        message=message,
         metadata=metadata,
     )
     body = canonical(event, slow=slow)
@@ -240,13 +254,12 @@ def prepare_event(
 
 
 def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[dict[str, Any], bool]:
-    """One pass over a metadata map: limits, canonical-form checks and redaction. Returns (map, needs_slow)."""
+    """One pass over a metadata map: limits and canonical-form checks. Returns (map, needs_slow)."""
     if len(metadata) > MAX_METADATA_KEYS:
         errors.append(
             {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
         )
     slow = False
-    out: dict[str, Any] | None = None
     for key, value in metadata.items():
         if not 0 < len(key) <= MAX_METADATA_KEY_LEN:
             errors.append(
@@ -258,7 +271,6 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
         if not key.isascii():
             slow = True
         kind = type(value)
-        secret = is_secret_key(key)
         if kind is str:
             if len(value) > MAX_METADATA_VALUE_LEN:
                 errors.append(
@@ -267,7 +279,6 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
                         "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
                     }
                 )
-            secret = secret or is_secret_value(value)
         elif kind is int:
             if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 errors.append(
@@ -282,11 +293,78 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
                     {"field": f"metadata.{key[:60]}", "message": "NaN and infinity have no JSON form"}
                 )
             slow = True
-        if secret and value != REDACTED:
-            if out is None:
-                out = dict(metadata)
-            out[key] = REDACTED
-    return (metadata if out is None else out), slow
+    return metadata, slow
+
+
+_ACTOR_FIELDS = ("id", "name", "email", "session_id")
+_TARGET_FIELDS = ("type", "id", "name")
+_CONTEXT_FIELDS = ("ip", "user_agent", "request_id", "trace_id", "method", "route", "location")
+Redacted = tuple[
+    Actor,
+    list[Target],
+    Context | None,
+    dict[str, list[Any]] | None,
+    dict[str, Any] | None,
+    str | None,
+    str | None,
+]
+
+
+def redact_event(
+    ev: EventIn,
+    metadata: dict[str, Any] | None,
+    changes: dict[str, list[Any]] | None,
+    context: Context | None,
+    red: Redactor,
+) -> Redacted | str:
+    """Every string of the event with its secrets replaced; or the kind of secret its action holds.
+
+    The strings are joined and checked for the detectors' triggers once; a clean event (almost all of them)
+    then costs only the key-name rules of its metadata and changes."""
+    texts = [ev.action, ev.reason, ev.message]
+    texts.extend(getattr(ev.actor, f) for f in _ACTOR_FIELDS)
+    for t in ev.targets:
+        texts.extend((t.type, t.id, t.name))
+    if context is not None:
+        texts.extend(getattr(context, f) for f in _CONTEXT_FIELDS)
+    if metadata:
+        texts.extend(strings(metadata))
+    if changes:
+        texts.extend(strings(changes))
+    found = red.triggered("\n".join([t for t in texts if t]))
+    if found or red.patterns:
+        kind = red.first_kind(ev.action)
+        if kind is not None:
+            return kind
+    if metadata:
+        metadata = red.mapping(metadata, "metadata", found, MAX_METADATA_VALUE_LEN)
+    if changes:
+        changes = red.changes(changes, "changes", found)
+    if not found and not red.patterns:
+        return ev.actor, ev.targets, context, changes, metadata, ev.reason, ev.message
+    actor = _struct(ev.actor, "actor.", _ACTOR_FIELDS, red, found)
+    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, found) for t in ev.targets]
+    if context is not None:
+        context = _struct(context, "context.", _CONTEXT_FIELDS, red, found)
+    reason = _field(ev.reason, "reason", red, found)
+    message = _field(ev.message, "message", red, found)
+    return actor, targets, context, changes, metadata, reason, message
+
+
+def _field(value: str | None, path: str, red: Redactor, found: tuple[Detector, ...]) -> str | None:
+    if value is None or path in red.allow:
+        return value
+    return red.text(value, FIELD_LIMITS.get(path), found)
+
+
+def _struct(obj: Any, prefix: str, names: tuple[str, ...], red: Redactor, found: tuple[Detector, ...]) -> Any:
+    new = {}
+    for name in names:
+        value = getattr(obj, name)
+        out = _field(value, prefix + name, red, found)
+        if out is not value:
+            new[name] = out
+    return msgspec.structs.replace(obj, **new) if new else obj
 
 
 def search_text(event: Event) -> str:
