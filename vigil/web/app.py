@@ -39,6 +39,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
+from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ingest.ratelimit import RateLimiter
 from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
 from vigil.model import (
@@ -134,6 +135,7 @@ class App:
         self._store = store
         self.owns_store = store is None or own_store
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.redaction = TenantRedaction.load(getattr(settings, "redaction_rules", "") or "")
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
         self.engine: Engine | None = None
@@ -339,7 +341,13 @@ def create_app(
         key = app.auth(request, "ingest")
         body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
         received_us = time.time_ns() // 1000
-        good, bad = prepare_batch(body, request.headers.get("content-type", ""), key.tenant, received_us)
+        good, bad = prepare_batch(
+            body,
+            request.headers.get("content-type", ""),
+            key.tenant,
+            received_us,
+            app.redaction.for_tenant(key.tenant),
+        )
         app.limiter.take(key.tenant_id, len(good) + len(bad))
         results: list[EventResult | None] = [None] * (len(good) + len(bad))
         for r in bad:
