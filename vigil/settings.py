@@ -145,7 +145,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "JSON file of per-tenant redaction rules (more key words and patterns, allowed fields), keyed by tenant "
-        "slug, \"*\" for all; read at start, an invalid file stops it. Empty: the built-in rules only.",
+        'slug, "*" for all; read at start, an invalid file stops it. Empty: the built-in rules only.',
     ),
     Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")

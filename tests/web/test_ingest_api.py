@@ -110,7 +110,10 @@ def test_secrets_are_redacted_before_hashing(client: Client, keys: Keys) -> None
         "auth": "[REDACTED:secret]",
         "plan": "pro",
     }
-    assert stored["changes"] == {"client_secret": ["[REDACTED:secret]", "[REDACTED:secret]"], "name": ["x", "y"]}
+    assert stored["changes"] == {
+        "client_secret": ["[REDACTED:secret]", "[REDACTED:secret]"],
+        "name": ["x", "y"],
+    }
     assert "hunter2" not in json.dumps(stored)
 
 

@@ -104,7 +104,9 @@ def test_no_secret_survives_into_storage_the_index_or_the_logs(
         text = text[-limit:] if core in text[-limit:] else core
     caplog.set_level(logging.DEBUG)
     _check_stored_nowhere(client, keys, field, text, core)
-    server_lines = [r.getMessage() for r in caplog.records if not r.name.startswith("httpx")]  # not the test's
+    server_lines = [
+        r.getMessage() for r in caplog.records if not r.name.startswith("httpx")
+    ]  # not the test's
     assert server_lines == [] or all(core not in line for line in server_lines)
 
 

@@ -17,7 +17,7 @@ import msgspec
 
 from vigil.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from vigil.ids import uuid7_text
-from vigil.ingest.redact import DEFAULT, Detector, Redactor, strings
+from vigil.ingest.redact import DEFAULT, Hot, Redactor, strings
 from vigil.ledger.canonical import MAX_SAFE_INT, NotCanonicalizable, canonical, scan
 from vigil.model import (
     FIELD_LIMITS,
@@ -321,47 +321,49 @@ def redact_event(
 
     The strings are joined and checked for the detectors' triggers once; a clean event (almost all of them)
     then costs only the key-name rules of its metadata and changes."""
-    texts = [ev.action, ev.reason, ev.message]
+    texts = [ev.reason, ev.message]
     texts.extend(getattr(ev.actor, f) for f in _ACTOR_FIELDS)
     for t in ev.targets:
         texts.extend((t.type, t.id, t.name))
     if context is not None:
         texts.extend(getattr(context, f) for f in _CONTEXT_FIELDS)
     if metadata:
-        texts.extend(strings(metadata))
+        texts.extend(metadata)
+        texts.extend(v for v in metadata.values() if type(v) is str)
     if changes:
         texts.extend(strings(changes))
-    found = red.triggered("\n".join([t for t in texts if t]))
-    if found or red.patterns:
+    hot = red.scan([t for t in texts if t])
+    # an action is [a-z0-9_.]: only a long one with an underscore can hold a key (sk_live_…, vk_…)
+    if red.patterns or (len(ev.action) >= 16 and "_" in ev.action):
         kind = red.first_kind(ev.action)
         if kind is not None:
             return kind
     if metadata:
-        metadata = red.mapping(metadata, "metadata", found, MAX_METADATA_VALUE_LEN)
+        metadata = red.mapping(metadata, "metadata", hot, MAX_METADATA_VALUE_LEN)
     if changes:
-        changes = red.changes(changes, "changes", found)
-    if not found and not red.patterns:
+        changes = red.changes(changes, "changes", hot)
+    if not hot and not red.patterns:
         return ev.actor, ev.targets, context, changes, metadata, ev.reason, ev.message
-    actor = _struct(ev.actor, "actor.", _ACTOR_FIELDS, red, found)
-    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, found) for t in ev.targets]
+    actor = _struct(ev.actor, "actor.", _ACTOR_FIELDS, red, hot)
+    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, hot) for t in ev.targets]
     if context is not None:
-        context = _struct(context, "context.", _CONTEXT_FIELDS, red, found)
-    reason = _field(ev.reason, "reason", red, found)
-    message = _field(ev.message, "message", red, found)
+        context = _struct(context, "context.", _CONTEXT_FIELDS, red, hot)
+    reason = _field(ev.reason, "reason", red, hot)
+    message = _field(ev.message, "message", red, hot)
     return actor, targets, context, changes, metadata, reason, message
 
 
-def _field(value: str | None, path: str, red: Redactor, found: tuple[Detector, ...]) -> str | None:
+def _field(value: str | None, path: str, red: Redactor, hot: Hot) -> str | None:
     if value is None or path in red.allow:
         return value
-    return red.text(value, FIELD_LIMITS.get(path), found)
+    return red.text(value, FIELD_LIMITS.get(path), hot)
 
 
-def _struct(obj: Any, prefix: str, names: tuple[str, ...], red: Redactor, found: tuple[Detector, ...]) -> Any:
+def _struct(obj: Any, prefix: str, names: tuple[str, ...], red: Redactor, hot: Hot) -> Any:
     new = {}
     for name in names:
         value = getattr(obj, name)
-        out = _field(value, prefix + name, red, found)
+        out = _field(value, prefix + name, red, hot)
         if out is not value:
             new[name] = out
     return msgspec.structs.replace(obj, **new) if new else obj

@@ -91,7 +91,9 @@ def encode_event(
     kind = DEFAULT.first_kind(action)
     if kind is not None:
         raise ValueError(f"action looks like a credential ({kind}); it is never sent")
-    ev = DEFAULT.event(ev, FIELD_LIMITS)  # every string, with the server's rules: secrets never leave the process
+    ev = DEFAULT.event(
+        ev, FIELD_LIMITS
+    )  # every string, with the server's rules: secrets never leave the process
     try:
         data = _encode(ev)
     except (TypeError, ValueError, OverflowError) as exc:
