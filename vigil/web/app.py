@@ -39,8 +39,8 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
-from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ingest.ratelimit import RateLimiter
+from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ledger.checkpoints import Signer, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
