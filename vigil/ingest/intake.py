@@ -321,21 +321,21 @@ def redact_event(
 
     The strings are joined and checked for the detectors' triggers once; a clean event (almost all of them)
     then costs only the key-name rules of its metadata and changes."""
-    texts = [ev.reason, ev.message]
-    texts.extend(getattr(ev.actor, f) for f in _ACTOR_FIELDS)
+    a = ev.actor
+    texts = [ev.action, ev.reason, ev.message, a.id, a.name, a.email, a.session_id]
     for t in ev.targets:
-        texts.extend((t.type, t.id, t.name))
+        texts += (t.type, t.id, t.name)
     if context is not None:
-        texts.extend(getattr(context, f) for f in _CONTEXT_FIELDS)
+        c = context
+        texts += (c.ip, c.user_agent, c.request_id, c.trace_id, c.method, c.route, c.location)
     if metadata:
-        texts.extend(metadata)
-        texts.extend(v for v in metadata.values() if type(v) is str)
+        texts += metadata
+        texts += [v for v in metadata.values() if type(v) is str]
     if changes:
-        texts.extend(strings(changes))
+        texts += strings(changes)
     hot = red.scan([t for t in texts if t])
-    # an action is [a-z0-9_.]: only a long one with an underscore can hold a key (sk_live_…, vk_…)
-    if red.patterns or (len(ev.action) >= 16 and "_" in ev.action):
-        kind = red.first_kind(ev.action)
+    if hot or red.patterns:
+        kind = red.first_kind(ev.action) if ev.action in hot or red.patterns else None
         if kind is not None:
             return kind
     if metadata:

@@ -399,6 +399,26 @@ def scan(texts: Sequence[str]) -> dict[str, tuple[Detector, ...]]:
     The strings are joined and scanned once, a few passes in C (lower-casing, two regex scans, two
     translations); each hit is traced back to its string by offset, so a clean event costs one scan and a
     dirty one runs its detectors on the strings that need them only."""
+    clean = _CLEAN
+    fresh = [t for t in texts if t not in clean]
+    if not fresh:
+        return {}
+    found = _scan(fresh)
+    if len(clean) > _CLEAN_MAX:
+        clean.clear()  # a crude bound: the common strings come back within a few events
+    for t in fresh:
+        if t not in found and len(t) <= 256:
+            clean[t] = None
+    return found
+
+
+# Strings seen clean recently (actor names, user agents, routes, metadata keys and values repeat from event to
+# event): the scan skips them. The detectors are deterministic, so a hit here is exactly what a scan would say.
+_CLEAN: dict[str, None] = {}
+_CLEAN_MAX = 8192
+
+
+def _scan(texts: Sequence[str]) -> dict[str, tuple[Detector, ...]]:
     joined = "\n".join(texts).encode("utf-8", "surrogatepass")
     low = joined.lower()
     found: list[tuple[int, tuple[Detector, ...]]] = []
