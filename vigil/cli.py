@@ -141,6 +141,7 @@ def main() -> None:
     "rules",
     "geoip_database",
     "trusted_networks",
+    "redaction_rules",
     "log_level",
 )
 def serve(**opts: Any) -> None:

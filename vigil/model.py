@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 # Limits from the issue tracker (WorkOS's metadata caps; our own event and request caps).
 MAX_METADATA_KEYS = 50
@@ -110,6 +111,25 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     reason: LongText | None = None
     message: LongText | None = None
     metadata: dict[str, Scalar] | None = None
+
+
+def _max_lengths() -> dict[str, int]:
+    """``{"actor.name": 256, "context.route": 1024, "message": 2000, …}``: the length limit of every text field."""
+    out: dict[str, int] = {}
+    for prefix, struct in (("", EventIn), ("actor.", Actor), ("targets.", Target), ("context.", Context)):
+        info = msgspec.inspect.type_info(struct)
+        if not isinstance(info, msgspec.inspect.StructType):
+            continue
+        for f in info.fields:
+            options = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+            for t in options:
+                if isinstance(t, msgspec.inspect.StrType) and t.max_length is not None:
+                    out[prefix + f.encode_name] = t.max_length
+    return out
+
+
+FIELD_LIMITS: dict[str, int] = _max_lengths()
+"""Redaction can make a text longer (a short secret becomes ``[REDACTED:kind]``); it cuts to these."""
 
 
 class Event(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -239,6 +239,13 @@ SETTINGS: tuple[Setting, ...] = (
         "sets its own.",
     ),
     Setting(
+        "redaction_rules",
+        str,
+        "",
+        "JSON file of per-tenant redaction rules (more key words and patterns, allowed fields), keyed by tenant "
+        'slug, "*" for all; read at start, an invalid file stops it. Empty: the built-in rules only.',
+    ),
+    Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")
     ),
 )

@@ -334,7 +334,7 @@ def test_the_body_reaches_the_app_intact_and_only_allow_listed_fields_are_kept(
 
     drive(app, script)
     events = delivered(vigil, tenant)
-    assert events[0]["metadata"] == {"name": "Apollo", "tags": '["a","b"]', "password": "[REDACTED]"}
+    assert events[0]["metadata"] == {"name": "Apollo", "tags": '["a","b"]', "password": "[REDACTED:secret]"}
     assert "metadata" not in events[1]
     assert "metadata" not in events[2]
 

@@ -112,16 +112,16 @@ def test_secrets_are_redacted_before_the_event_leaves_the_process() -> None:
         assert secret not in wire
     first, second = (e for r in fake.received for e in r.events)
     assert first["metadata"] == {
-        "password": "[REDACTED]",
-        "API-Key": "[REDACTED]",
-        "note": "[REDACTED]",
+        "password": "[REDACTED:secret]",
+        "API-Key": "[REDACTED:secret]",
+        "note": "[REDACTED:auth_header]",
         "plan": "pro",
     }
     assert first["changes"] == {
-        "password_hash": ["[REDACTED]", "[REDACTED]"],
+        "password_hash": ["[REDACTED:secret]", "[REDACTED:secret]"],
         "email": ["a@x.example", "b@x.example"],
     }
-    assert second["metadata"] == {"session": "[REDACTED]"}
+    assert second["metadata"] == {"session": "[REDACTED:jwt]"}
 
 
 def test_the_request_carries_the_key_and_the_event_as_recorded() -> None:
@@ -306,7 +306,7 @@ def test_a_real_round_trip_reads_back_the_event(tenant: Tenant) -> None:
         assert client.flush(10)
     got = httpx.get(f"{tenant.url}/v1/events/{eid}", headers={"Authorization": f"Bearer {tenant.key}"}).json()
     assert got["id"] == eid
-    assert got["metadata"] == {"password": "[REDACTED]", "method": "sso"}
+    assert got["metadata"] == {"password": "[REDACTED:secret]", "method": "sso"}
     assert got["actor"] == {"id": "usr_42", "name": "Ada", "type": "user"}
 
 

@@ -128,7 +128,7 @@ def test_an_outage_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> Non
         occurred = datetime.fromisoformat(got["occurred_at"]).timestamp()
         received = datetime.fromisoformat(got["received_at"]).timestamp()
         assert down_from < occurred < up_from < received
-        assert got["metadata"]["token"] == "[REDACTED]"
+        assert got["metadata"]["token"] == "[REDACTED:secret]"
 
     assert during.spooled > RATE * OUTAGE_S * 0.8  # nearly everything of the outage went to disk
     assert during.retries > 0 and during.dropped == 0

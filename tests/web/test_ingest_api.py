@@ -104,13 +104,16 @@ def test_secrets_are_redacted_before_hashing(client: Client, keys: Keys) -> None
     eid = r.json()["results"][0]["id"]
     stored = client.get(f"/v1/events/{eid}", headers=auth(keys.both)).json()
     assert stored["metadata"] == {
-        "password": "[REDACTED]",
-        "API-Key": "[REDACTED]",
-        "session_cookie": "[REDACTED]",
-        "auth": "[REDACTED]",
+        "password": "[REDACTED:secret]",
+        "API-Key": "[REDACTED:secret]",
+        "session_cookie": "[REDACTED:secret]",
+        "auth": "[REDACTED:secret]",
         "plan": "pro",
     }
-    assert stored["changes"] == {"client_secret": ["[REDACTED]", "[REDACTED]"], "name": ["x", "y"]}
+    assert stored["changes"] == {
+        "client_secret": ["[REDACTED:secret]", "[REDACTED:secret]"],
+        "name": ["x", "y"],
+    }
     assert "hunter2" not in json.dumps(stored)
 
 

@@ -23,10 +23,16 @@ from vigil.ingest.decode import JSON as JSON
 from vigil.ingest.decode import NDJSON as NDJSON
 from vigil.ingest.decode import Malformed
 from vigil.ingest.decode import decode_body as decode_body
-from vigil.ingest.redact import REDACTED, is_secret_key, is_secret_value, redact_changes
+from vigil.ingest.redact import (
+    DEFAULT,
+    Hot,
+    Redactor,
+    strings,
+)
 from vigil.ledger.canonical import MAX_SAFE_INT, NotCanonicalizable, canonical, scan
 from vigil.model import (
     ACTION_PATTERN,
+    FIELD_LIMITS,
     ID_PATTERN,
     MAX_CHANGES,
     MAX_DEPTH,
@@ -35,8 +41,11 @@ from vigil.model import (
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LEN,
     UUID7_PATTERN,
+    Actor,
+    Context,
     Event,
     EventIn,
+    Target,
 )
 
 _sha256 = hashlib.sha256
@@ -91,9 +100,9 @@ _ONE_US = timedelta(microseconds=1)
 
 
 def prepare_batch(
-    body: bytes, content_type: str, tenant: str, received_us: int
+    body: bytes, content_type: str, tenant: str, received_us: int, redactor: Redactor = DEFAULT
 ) -> tuple[list[Prepared], list[Rejected]]:
-    """Decode and prepare every event of a request body for ``tenant``."""
+    """Decode and prepare every event of a request body for ``tenant``, redacted with ``redactor``."""
     items = decode_body(body, content_type)
     received_at = rfc3339(received_us)
     good: list[Prepared] = []
@@ -103,7 +112,7 @@ def prepare_batch(
         typed = msgspec.convert(items, list[EventIn])  # the common case: all valid, in one typed pass
     if typed is not None:
         for i, ev in enumerate(typed):
-            _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+            _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
         return good, bad
     for i, item in enumerate(items):
         if isinstance(item, Malformed):
@@ -122,7 +131,7 @@ def prepare_batch(
                 )
             )
             continue
-        _sort(prepare_event(ev, tenant, received_us, received_at, i), good, bad)
+        _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
     return good, bad
 
 
@@ -134,7 +143,12 @@ def _sort(item: Prepared | Rejected, good: list[Prepared], bad: list[Rejected]) 
 
 
 def prepare_event(
-    ev: EventIn, tenant: str, received_us: int, received_at: str | None = None, i: int = 0
+    ev: EventIn,
+    tenant: str,
+    received_us: int,
+    received_at: str | None = None,
+    i: int = 0,
+    redactor: Redactor = DEFAULT,
 ) -> Prepared | Rejected:
     """Validate, redact and canonicalise one decoded event for ``tenant``."""
     if received_at is None:
@@ -156,7 +170,6 @@ def prepare_event(
             slow = scan(changes, MAX_DEPTH - 1) or slow
         except NotCanonicalizable as exc:
             errors.append({"field": "changes", "message": str(exc)})
-        changes = redact_changes(changes)
     context = ev.context
     if context is not None and isinstance(context.status, float):
         if context.status.is_integer():
@@ -165,6 +178,11 @@ def prepare_event(
             errors.append({"field": "context.status", "message": f"must be an integer; got {context.status}"})
     if errors:
         return Rejected(i, errors, eid)
+    redacted = redact_event(ev, metadata, changes, context, redactor)
+    if isinstance(redacted, str):
+        why = f"looks like a credential ({redacted}); an action name is never stored redacted"
+        return Rejected(i, [{"field": "action", "message": why}], eid)
+    actor, targets, context, changes, metadata, reason, message = redacted
     if ev.occurred_at is None:
         occurred_us, occurred_at = received_us, received_at
     else:
@@ -174,7 +192,8 @@ def prepare_event(
             return Rejected(
                 i, [{"field": "occurred_at", "message": "is outside the years 1 to 9999 in UTC"}], eid
             )
-    actor = ev.actor if ev.actor.type is not None else msgspec.structs.replace(ev.actor, type="user")
+    if actor.type is None:
+        actor = msgspec.structs.replace(actor, type="user")
     event = Event(
         id=eid,
         tenant=tenant,
@@ -184,11 +203,11 @@ def prepare_event(
         actor=actor,
         category=ev.category,
         outcome=ev.outcome,
-        targets=ev.targets,
+        targets=targets,
         context=context,
         changes=changes,
-        reason=ev.reason,
-        message=ev.message,
+        reason=reason,
+        message=message,
         metadata=metadata,
     )
     body = canonical(event, slow=slow)
@@ -199,13 +218,12 @@ def prepare_event(
 
 
 def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[dict[str, Any], bool]:
-    """One pass over a metadata map: limits, canonical-form checks and redaction. Returns (map, needs_slow)."""
+    """One pass over a metadata map: limits and canonical-form checks. Returns (map, needs_slow)."""
     if len(metadata) > MAX_METADATA_KEYS:
         errors.append(
             {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
         )
     slow = False
-    out: dict[str, Any] | None = None
     for key, value in metadata.items():
         if not 0 < len(key) <= MAX_METADATA_KEY_LEN:
             errors.append(
@@ -217,7 +235,6 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
         if not key.isascii():
             slow = True
         kind = type(value)
-        secret = is_secret_key(key)
         if kind is str:
             if len(value) > MAX_METADATA_VALUE_LEN:
                 errors.append(
@@ -226,7 +243,6 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
                         "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
                     }
                 )
-            secret = secret or is_secret_value(value)
         elif kind is int:
             if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 errors.append(
@@ -241,11 +257,80 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
                     {"field": f"metadata.{key[:60]}", "message": "NaN and infinity have no JSON form"}
                 )
             slow = True
-        if secret and value != REDACTED:
-            if out is None:
-                out = dict(metadata)
-            out[key] = REDACTED
-    return (metadata if out is None else out), slow
+    return metadata, slow
+
+
+_ACTOR_FIELDS = ("id", "name", "email", "session_id")
+_TARGET_FIELDS = ("type", "id", "name")
+_CONTEXT_FIELDS = ("ip", "user_agent", "request_id", "trace_id", "method", "route", "location")
+Redacted = tuple[
+    Actor,
+    list[Target],
+    Context | None,
+    dict[str, list[Any]] | None,
+    dict[str, Any] | None,
+    str | None,
+    str | None,
+]
+
+
+def redact_event(
+    ev: EventIn,
+    metadata: dict[str, Any] | None,
+    changes: dict[str, list[Any]] | None,
+    context: Context | None,
+    red: Redactor,
+) -> Redacted | str:
+    """Every string of the event with its secrets replaced; or the kind of secret its action holds.
+
+    The strings are joined and checked for the detectors' triggers once; a clean event (almost all of them)
+    then costs only the key-name rules of its metadata and changes."""
+    a = ev.actor
+    texts = [ev.action, ev.reason, ev.message, a.id, a.name, a.email, a.session_id]
+    for t in ev.targets:
+        texts += (t.type, t.id, t.name)
+    if context is not None:
+        c = context
+        texts += (c.ip, c.user_agent, c.request_id, c.trace_id, c.method, c.route, c.location)
+    if metadata:
+        texts += metadata
+        texts += [v for v in metadata.values() if type(v) is str]
+    if changes:
+        texts += strings(changes)
+    hot = red.scan([t for t in texts if t])
+    if hot or red.patterns:
+        kind = red.first_kind(ev.action) if ev.action in hot or red.patterns else None
+        if kind is not None:
+            return kind
+    if metadata:
+        metadata = red.mapping(metadata, "metadata", hot, MAX_METADATA_VALUE_LEN)
+    if changes:
+        changes = red.changes(changes, "changes", hot)
+    if not hot and not red.patterns:
+        return ev.actor, ev.targets, context, changes, metadata, ev.reason, ev.message
+    actor = _struct(ev.actor, "actor.", _ACTOR_FIELDS, red, hot)
+    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, hot) for t in ev.targets]
+    if context is not None:
+        context = _struct(context, "context.", _CONTEXT_FIELDS, red, hot)
+    reason = _field(ev.reason, "reason", red, hot)
+    message = _field(ev.message, "message", red, hot)
+    return actor, targets, context, changes, metadata, reason, message
+
+
+def _field(value: str | None, path: str, red: Redactor, hot: Hot) -> str | None:
+    if value is None or path in red.allow:
+        return value
+    return red.text(value, FIELD_LIMITS.get(path), hot)
+
+
+def _struct(obj: Any, prefix: str, names: tuple[str, ...], red: Redactor, hot: Hot) -> Any:
+    new = {}
+    for name in names:
+        value = getattr(obj, name)
+        out = _field(value, prefix + name, red, hot)
+        if out is not value:
+            new[name] = out
+    return msgspec.structs.replace(obj, **new) if new else obj
 
 
 def search_text(event: Event) -> str:

@@ -15,8 +15,8 @@ from typing import Any, cast
 import msgspec
 
 from vigil.ids import uuid7_text
-from vigil.ingest.redact import redact_changes, redact_metadata
-from vigil.model import ACTION_PATTERN, CATEGORIES, MAX_EVENT_BYTES, OUTCOMES, UUID7_PATTERN
+from vigil.ingest.redact import DEFAULT
+from vigil.model import ACTION_PATTERN, CATEGORIES, FIELD_LIMITS, MAX_EVENT_BYTES, OUTCOMES, UUID7_PATTERN
 
 _action_ok = re.compile(ACTION_PATTERN).match
 _uuid7_ok = re.compile(UUID7_PATTERN).match
@@ -81,14 +81,19 @@ def encode_event(
     if context:
         ev["context"] = context
     if changes:
-        pairs = changes if type(changes) is dict else dict(changes)
-        ev["changes"] = redact_changes(cast(dict[str, list[Any]], pairs))
+        ev["changes"] = cast(dict[str, list[Any]], changes if type(changes) is dict else dict(changes))
     if metadata:
-        ev["metadata"] = redact_metadata(metadata if type(metadata) is dict else dict(metadata))
+        ev["metadata"] = metadata if type(metadata) is dict else dict(metadata)
     if message is not None:
         ev["message"] = message
     if reason is not None:
         ev["reason"] = reason
+    kind = DEFAULT.first_kind(action)
+    if kind is not None:
+        raise ValueError(f"action looks like a credential ({kind}); it is never sent")
+    ev = DEFAULT.event(
+        ev, FIELD_LIMITS
+    )  # every string, with the server's rules: secrets never leave the process
     try:
         data = _encode(ev)
     except (TypeError, ValueError, OverflowError) as exc:

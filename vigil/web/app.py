@@ -40,6 +40,7 @@ from vigil.errors import (
 from vigil.ingest.decode import decode_content
 from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
 from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
+from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
 from vigil.model import (
     MAX_METADATA_VALUE_LEN,
@@ -132,6 +133,7 @@ class App:
         rate = settings.export_rate_limit
         self.export_limiter = RateLimiter(rate / 60, rate, what="exports", per="API key", shown=f"{rate}/min")
         self.read_audit = ReadAudit(settings.read_audit_window, self._append_access)
+        self.redaction = TenantRedaction.load(getattr(settings, "redaction_rules", "") or "")
         self._audit_task: asyncio.Task[None] | None = None
         self._keyring: KeyRing | None = None
         self._platform_id: int | None = None
@@ -402,10 +404,13 @@ def create_app(
         estimate = estimate_events(body, content_type.split(";")[0].strip().lower() == NDJSON)
         app.ingest_limits.charge(key.tenant_id, len(body), estimate)
         received_us = time.time_ns() // 1000
+        redactor = app.redaction.for_tenant(key.tenant)
         if len(body) > _PREPARE_INLINE_BYTES:  # a big batch must not hold the event loop: others wait on it
-            good, bad = await asyncio.to_thread(prepare_batch, body, content_type, key.tenant, received_us)
+            good, bad = await asyncio.to_thread(
+                prepare_batch, body, content_type, key.tenant, received_us, redactor
+            )
         else:
-            good, bad = prepare_batch(body, content_type, key.tenant, received_us)
+            good, bad = prepare_batch(body, content_type, key.tenant, received_us, redactor)
         app.ingest_limits.settle(key.tenant_id, len(good) + len(bad) - estimate)
         results: list[EventResult | None] = [None] * (len(good) + len(bad))
         for r in bad:
