@@ -40,9 +40,12 @@ def database(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database: str, tmp_path: Path) -> Settings:
+def settings(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The test store's settings; ``@pytest.mark.settings(name="value")`` on a test or module adds its own."""
     # detection has its own tests (tests/detect); elsewhere its thread would only add noise
     values = {"database": database, "sqlite_synchronous": "NORMAL", "detect": "false"}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        values.update(marker.kwargs)
     if "://" in database:  # the default key place for a URL is the working directory: keep tests out of it
         values["signing_key"] = str(tmp_path / "vigil.db.signing-key")
     return Settings.load(values, environ={})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import pytest
 
 from vigil.ingest.intake import Prepared, prepare_event
 from vigil.model import EventIn
@@ -74,3 +76,10 @@ def mth(leaves: list[bytes]) -> bytes:
     while k * 2 < len(leaves):
         k *= 2
     return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+
+
+def unavailable(reason: str) -> None:
+    """A test that needs what this machine lacks: skipped on a laptop, a failure in CI (which must provide it)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)

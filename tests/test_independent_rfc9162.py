@@ -12,7 +12,6 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from litestar.testing import TestClient
 from support import Keys, auth, event
 
 from vigil.auth import create_key
-from vigil.settings import Settings
 from vigil.store import Store
 
 Client = TestClient[Any]
@@ -230,20 +228,7 @@ def ingest(client: Client, key: str, count: int, start: int) -> list[str]:
     return [x["id"] for x in r.json()["results"]]
 
 
-@pytest.fixture
-def settings(database: str, tmp_path: Path) -> Settings:
-    """The suite's settings, with the per-key read limit off: this test asks for two hundred proofs at once."""
-    values = {
-        "database": database,
-        "sqlite_synchronous": "NORMAL",
-        "detect": "false",
-        "search_rate_limit": "0",
-    }
-    if "://" in database:
-        values["signing_key"] = str(tmp_path / "vigil.db.signing-key")
-    return Settings.load(values, environ={})
-
-
+@pytest.mark.settings(search_rate_limit="0")  # two hundred proofs at once: over the per-key read limit
 def test_app_proofs_and_checkpoints_verify_independently(client: Client, store: Store, keys: Keys) -> None:
     """Signed checkpoints, the verifier key, an inclusion proof for every event at two tree sizes and consistency
     proofs from every smaller size all check out with code written from RFC 9162 and C2SP alone."""

@@ -248,15 +248,20 @@ def test_each_checkpoint_names_its_previous(filled: Filled) -> None:
 # --- PostgreSQL: past the triggers without dropping them ---------------------------------------------------
 
 
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.service)], indirect=True
+)
+"""These attacks exist only on PostgreSQL: run the test there alone, never as a skipped SQLite case."""
+
+
 def _pg(f: Filled) -> Iterator[Any]:
-    if "://" not in f.settings.database:
-        pytest.skip("PostgreSQL only")
     import psycopg
 
     with psycopg.connect(f.settings.database, autocommit=True) as pg:
         yield pg
 
 
+@POSTGRES_ONLY
 def test_postgres_replica_role_does_not_get_past_the_append_only_triggers(filled: Filled) -> None:
     """SET session_replication_role = replica used to switch the append-only triggers off; they fire always."""
     import psycopg
@@ -274,6 +279,7 @@ def test_postgres_replica_role_does_not_get_past_the_append_only_triggers(filled
             pg.execute(f"TRUNCATE {schema}.events")
 
 
+@POSTGRES_ONLY
 def test_postgres_detached_partition_is_reported(filled: Filled, tmp_path: Path) -> None:
     """DETACH PARTITION removes a month of events without firing a trigger; verify (public key and memory) and
     the server both report the emptied tenant with the removed range."""

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from litestar.testing import TestClient
-from support import auth, event, prepared_events
+from support import auth, event, prepared_events, unavailable
 
 from vigil.auth import create_key
 from vigil.errors import StoreInUse
@@ -138,9 +138,9 @@ def unwritable(directory: Path) -> Iterator[None]:
     """Make ``directory`` refuse new files: chmod for a user, the immutable flag for root (who ignores modes)."""
     if ROOT:
         if shutil.which("chattr") is None:
-            pytest.skip("running as root without chattr: cannot make a directory read-only")
+            unavailable("running as root without chattr: cannot make a directory read-only")
         if subprocess.run(["chattr", "+i", str(directory)], check=False).returncode != 0:
-            pytest.skip("chattr +i is not allowed here")
+            unavailable("chattr +i is not allowed here")
         try:
             yield
         finally:
@@ -184,14 +184,14 @@ def test_free_space_under_the_minimum_refuses_writes_and_readiness(data_dir: Pat
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs: a disk that really fills up (root only)."""
     if not ROOT:
-        pytest.skip("mounting a tmpfs needs root; the simulated minimum test covers the rest")
+        unavailable("mounting a tmpfs needs root; the simulated minimum test covers the rest")
     mount = tmp_path / "small"
     mount.mkdir()
     ok = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=False, capture_output=True
     )
     if ok.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {ok.stderr.decode().strip()}")
+        unavailable(f"cannot mount a tmpfs here: {ok.stderr.decode().strip()}")
     try:
         yield mount
     finally:

@@ -68,20 +68,6 @@ def _place(field: str, text: str, probe: str) -> dict[str, Any]:
     return ev
 
 
-@pytest.fixture
-def settings(database: str, tmp_path: Path) -> Settings:
-    """The suite's settings with the per-key read limit off: hypothesis reads back hundreds of events at once."""
-    values = {
-        "database": database,
-        "sqlite_synchronous": "NORMAL",
-        "detect": "false",
-        "search_rate_limit": "0",
-    }
-    if "://" in database:
-        values["signing_key"] = str(tmp_path / "vigil.db.signing-key")
-    return Settings.load(values, environ={})
-
-
 def _words(core: str) -> list[str]:
     """The words free-text search would index the secret by (runs of letters and digits)."""
     return sorted(set(re.findall(r"[^\W_]{4,}", core)), key=len, reverse=True)[:2]
@@ -109,6 +95,7 @@ def _check_stored_nowhere(client: Client, keys: Keys, field: str, text: str, cor
         assert eid not in [e["id"] for e in hits], f"{word!r} of the secret is in the full-text index"
 
 
+@pytest.mark.settings(search_rate_limit="0")  # hypothesis reads back hundreds of events at once
 @hypothesis_settings(
     max_examples=120,
     deadline=None,
