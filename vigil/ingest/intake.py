@@ -21,7 +21,7 @@ import rfc8785
 from vigil.ids import uuid7_text
 from vigil.ingest.decode import JSON as JSON
 from vigil.ingest.decode import NDJSON as NDJSON
-from vigil.ingest.decode import Malformed
+from vigil.ingest.decode import Malformed, decode_typed
 from vigil.ingest.decode import decode_body as decode_body
 from vigil.ingest.redact import (
     DEFAULT,
@@ -99,17 +99,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
 
+_ARRAY = msgspec.json.Decoder(list[EventIn])
+_ITEM = msgspec.json.Decoder(EventIn)
+
+
 def prepare_batch(
     body: bytes, content_type: str, tenant: str, received_us: int, redactor: Redactor = DEFAULT
 ) -> tuple[list[Prepared], list[Rejected]]:
     """Decode and prepare every event of a request body for ``tenant``, redacted with ``redactor``."""
-    items = decode_body(body, content_type)
     received_at = rfc3339(received_us)
     good: list[Prepared] = []
     bad: list[Rejected] = []
-    typed: list[EventIn] | None = None
-    with contextlib.suppress(msgspec.ValidationError, RecursionError):
-        typed = msgspec.convert(items, list[EventIn])  # the common case: all valid, in one typed pass
+    typed: list[EventIn] | None = decode_typed(body, content_type, _ARRAY, _ITEM)  # the common case
+    items: list[Any] = []
+    if typed is None:
+        items = decode_body(body, content_type)
+        with contextlib.suppress(msgspec.ValidationError, RecursionError):
+            typed = msgspec.convert(items, list[EventIn])  # all valid, in one typed pass
     if typed is not None:
         for i, ev in enumerate(typed):
             _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
