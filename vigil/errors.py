@@ -40,6 +40,9 @@ class VigilError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    close_connection: bool = False
+    """Set where the error is raised before a request body was read: the answer then closes the connection, so
+    the server does not read (and throw away) a body it has already refused."""
 
     def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)

@@ -81,16 +81,21 @@ def test_a_trickled_body_gets_408_and_the_connection_is_closed(served: tuple[Ser
 
 def test_a_declared_size_is_refused_before_the_body_is_sent(served: tuple[ServerProcess, str]) -> None:
     """Content-Length over the byte burst is a 413 at once; with the budget spent, a declared size the tenant
-    cannot afford is a 429 at once; in both cases the client never sent its body."""
+    cannot afford is a 429 at once; in both cases the client never sent its body, and the server closes the
+    connection rather than read a refused body that a client may send anyway."""
     server, key = served
     with socket.create_connection((HOST, server.port), timeout=10) as sock:
         sock.sendall(_request(key, 5000))
         answer = _response(sock)
+        assert _read_all(sock, 5) == b""  # closed, not waiting for 5,000 bytes
     assert answer.startswith(b"HTTP/1.1 413") and b"batch_too_large" in answer, answer[:300]
+    assert b"connection: close" in answer.lower()
     body = json.dumps([event()] * 12).encode()  # about 2 KB of the 3,000-byte budget
     with socket.create_connection((HOST, server.port), timeout=10) as sock:
         sock.sendall(_request(key, len(body), body))
         assert _response(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(_request(key, len(body)))  # the same size again: no body follows
         answer = _response(sock)
+        assert _read_all(sock, 5) == b""
     assert answer.startswith(b"HTTP/1.1 429") and b"retry-after" in answer.lower(), answer[:300]
+    assert b"connection: close" in answer.lower()

@@ -398,7 +398,11 @@ def create_app(
         app.refuse_if_compromised(key.tenant_id)
         # Charged before the work: the declared size before the body is read, then its size and an estimate of
         # its events before it is decoded; after decoding only what the estimate missed (a debt).
-        app.ingest_limits.admit(key.tenant_id, _content_length(request))
+        try:
+            app.ingest_limits.admit(key.tenant_id, _content_length(request))
+        except VigilError as exc:  # refused on the declared size: the body is never read
+            exc.close_connection = True
+            raise
         body = decode_content(await request.body(), request.headers.get("content-encoding", ""))
         content_type = request.headers.get("content-type", "")
         estimate = estimate_events(body, content_type.split(";")[0].strip().lower() == NDJSON)
@@ -588,8 +592,9 @@ def create_app(
             return json_response(msgspec.json.encode(body), 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
-            if isinstance(exc, RequestTimeout):
-                headers = {"Connection": "close"}  # the rest of a trickled body is not worth waiting for
+            if isinstance(exc, RequestTimeout) or exc.close_connection:
+                # the rest of a trickled body is not worth waiting for; a refused one not worth reading
+                headers = {**(headers or {}), "Connection": "close"}
             if not isinstance(exc, ClientError | StorageFault):  # a fault is logged once, where it is found
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return json_response(msgspec.json.encode(exc.body()), exc.status, headers)
