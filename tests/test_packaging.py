@@ -14,7 +14,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def test_the_distribution_is_vigil_audit_and_its_version_is_the_packages() -> None:
-    """"vigil" on PyPI is another project: ours is vigil-audit, installed with the version vigil says."""
+    """The name "vigil" on PyPI is another project: ours is vigil-audit, with the version vigil says."""
     assert PYPROJECT["project"]["name"] == "vigil-audit"
     assert importlib.metadata.version("vigil-audit") == vigil.__version__ == PYPROJECT["project"]["version"]
     assert PYPROJECT["project"]["scripts"] == {"vigil": "vigil.cli:main"}
@@ -27,7 +27,8 @@ def test_the_license_is_the_full_apache_2_text_and_pyproject_points_to_it() -> N
     for n in range(1, 10):
         assert re.search(rf"^\s+{n}\. [A-Z]", text, re.MULTILINE), f"section {n} is missing"
     assert "END OF TERMS AND CONDITIONS" in text and "APPENDIX: How to apply the Apache License" in text
-    assert PYPROJECT["project"]["license"] == "Apache-2.0" and PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    project = PYPROJECT["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     meta = importlib.metadata.metadata("vigil-audit")
     assert meta["License-Expression"] == "Apache-2.0"
 

@@ -33,11 +33,15 @@ from vigil.testing import free_port
 ROOT = Path(__file__).resolve().parent.parent
 TOUR = "A five-minute tour"
 START = "Two commands"
-SERVER_START_TIMEOUT = 300  # seconds: a fresh virtualenv, a pip install (from pip's cache, mostly) and the demo
+SERVER_START_TIMEOUT = (
+    300  # seconds: a fresh virtualenv, a pip install (from pip's cache, mostly) and the demo
+)
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("git") is None or shutil.which("curl") is None, reason="needs git and curl"),
+    pytest.mark.skipif(
+        shutil.which("git") is None or shutil.which("curl") is None, reason="needs git and curl"
+    ),
 ]
 
 
@@ -212,16 +216,18 @@ def _script(steps: list[Step], work: Path) -> str:
 
 def _start_server(clone: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Run the README's `scripts/demo` line in the background; return it and the URL it says it serves on."""
-    start = [c for h, lines in sh_blocks((clone / "README.md").read_text()) if h == START for c in commands(lines)]
+    start = [
+        c for h, lines in sh_blocks((clone / "README.md").read_text()) if h == START for c in commands(lines)
+    ]
     demo = next(c for c in start if c.startswith("scripts/demo"))
     with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - the README's own line, in our clone
+        proc = subprocess.Popen(
             ["bash", "-c", demo], cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
-        found = re.search(r"serving \S+ on (http://\S+)", log.read_text(errors="replace"))
+        found = re.search(r": serving \S+ on (http://\S+)", log.read_text(errors="replace"))
         if found:
             return proc, found.group(1)
         if proc.poll() is not None:
@@ -255,7 +261,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         work = tmp_path / "steps"
         work.mkdir()
         (tmp_path / "tour.sh").write_text(_script(steps, work))
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             ["bash", "--noprofile", "--norc", str(tmp_path / "tour.sh")],
             cwd=clone, env=env, stdin=subprocess.DEVNULL, timeout=240, check=False,
         )  # fmt: skip
@@ -267,7 +273,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
             var_file = work / f"{i}.var"
             step.var = var_file.read_text() if var_file.exists() else None
         # also the other way the README offers: scripts/vigil, from a shell that never activated .venv
-        plain = subprocess.run(  # noqa: S603
+        plain = subprocess.run(
             ["scripts/vigil", "tenants", "list", "--json"], cwd=clone, env=env, capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
@@ -275,7 +281,10 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         _stop(proc)
     demo_log = (tmp_path / "demo.log").read_text(errors="replace")
     for i, step in enumerate(steps):
-        where = f"README step {i} (under {step.heading!r}):\n{step.command}\n--- stdout:\n{step.out[-3000:]}\n--- stderr:\n{step.err[-3000:]}"
+        where = (
+            f"README step {i} (under {step.heading!r}):\n{step.command}\n"
+            f"--- stdout:\n{step.out[-3000:]}\n--- stderr:\n{step.err[-3000:]}"
+        )
         assert step.rc == 0, f"exit code {step.rc} of {where}\n--- server:\n{demo_log[-3000:]}"
         if step.out.lstrip().startswith(("{", "[")):
             try:
@@ -295,7 +304,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     assert "== installing Vigil" in demo_log and "planted: impossible_travel" in demo_log, demo_log[-3000:]
     for tool in ("mypy", "ruff", "pytest"):
         assert not (clone / ".venv" / "bin" / tool).exists(), f"scripts/demo installed {tool}"
-    version = subprocess.run(  # noqa: S603
+    version = subprocess.run(
         [str(clone / ".venv/bin/python"), "-c",
          "import importlib.metadata as m, vigil; print(m.version('vigil-audit'), vigil.__version__)"],
         capture_output=True, text=True, check=True, env=env,

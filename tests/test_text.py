@@ -20,8 +20,15 @@ from vigil.text import noun, plural
 
 def test_plural_and_noun() -> None:
     """One is singular; zero and many are plural; counts get thousands separators."""
-    assert [plural(n, "event") for n in (0, 1, 2, 12000)] == ["0 events", "1 event", "2 events", "12,000 events"]
-    assert noun(1, "day") == "day" and noun(7, "day") == "days" and plural(3, "entry", "entries") == "3 entries"
+    assert [plural(n, "event") for n in (0, 1, 2, 12000)] == [
+        "0 events",
+        "1 event",
+        "2 events",
+        "12,000 events",
+    ]
+    assert (
+        noun(1, "day") == "day" and noun(7, "day") == "days" and plural(3, "entry", "entries") == "3 entries"
+    )
 
 
 def test_the_tenant_list_says_1_event(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from vigil.text import noun, plural
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
 def setting_options(*names: str) -> Callable[[F], F]:
     """Click options generated from the settings table (flag, help, default shown; env var named)."""
 
@@ -147,7 +148,8 @@ def serve(**opts: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    sock = bind(settings.host, settings.port)  # first: a port in use is one clear line, before anything starts
+    # bind first: a port in use is one clear line, before anything starts
+    sock = bind(settings.host, settings.port)
     try:
         store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
     except BaseException:
@@ -225,14 +227,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     """List tenants with the size of their logs."""
     store = _open_existing(_settings(database=database))
     try:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"slug": t.slug, "name": t.name, "created_at": t.created_at, "events": store.tree_size(t.id)}
             for t in store.list_tenants()
         ]
     finally:
         store.close()
     text = (
-        "\n".join(f"{r['slug']:<24} {r['events']:>10,} {noun(r['events'], 'event'):<6}  {r['name']}" for r in rows)
+        "\n".join(
+            f"{r['slug']:<24} {r['events']:>10,} {noun(r['events'], 'event'):<6}  {r['name']}" for r in rows
+        )
         or "no tenants"
     )
     _emit(as_json, rows, text)

@@ -75,6 +75,7 @@ def detect(
         for w in rules.warnings:
             click.echo(f"warning: {w}", err=True)
         started = time.perf_counter()
+        result: dict[str, Any]
         if since is not None:
             since_us = parse_since(since)
             engine.tenant_rules.load(store)
@@ -95,7 +96,8 @@ def detect(
         else:
             engine.start()
             click.echo(
-                f"following {store.__class__.__name__} with {plural(len(engine.rules), 'rule')}; Ctrl-C stops", err=True
+                f"following {store.__class__.__name__} with {plural(len(engine.rules), 'rule')}; Ctrl-C stops",
+                err=True,
             )
             stop = threading.Event()
             try:

@@ -13,7 +13,7 @@ from vigil.testing import HOST, vigil_command
 
 
 def _serve(database: Path, port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter running our own CLI
+    return subprocess.Popen(
         vigil_command("serve", "--database", str(database), "--host", HOST, "--port", str(port)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -47,13 +47,12 @@ def test_serving_is_said_once_the_server_answers(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 60
-        line = ""
-        while "serving" not in line:
-            assert time.monotonic() < deadline and proc.poll() is None, line
-            line = proc.stderr.readline()
-        found = re.search(r"serving \S+ on (http://127\.0\.0\.1:(\d+)) ", line)
-        assert found and int(found.group(2)) != 0, line
-        with urllib.request.urlopen(found.group(1) + "/healthz", timeout=5) as answer:  # noqa: S310 - loopback
+        found = None
+        while found is None:
+            assert time.monotonic() < deadline and proc.poll() is None
+            found = re.search(r": serving \S+ on (http://127\.0\.0\.1:(\d+)) ", proc.stderr.readline())
+        assert int(found.group(2)) != 0
+        with urllib.request.urlopen(found.group(1) + "/healthz", timeout=5) as answer:
             assert answer.status == 200
     finally:
         proc.terminate()
