@@ -78,7 +78,9 @@ def test_without_the_demo_map_the_geo_rules_stay_off_and_say_so(tmp_path: Path) 
     rules = load_rules(Settings.load({"database": str(tmp_path / "vigil.db")}, environ={}))
     assert "vigil.impossible_travel" in rules.disabled and "vigil.new_country" in rules.disabled
     assert demo_geoip_path("postgresql://vigil@db/audit") is None
-    assert demo_geoip_path("sqlite:////srv/v.db") == Path("/srv/v.db.demo-geoip.mmdb")  # as the store reads it
+    assert demo_geoip_path("sqlite:////srv/v.db") == Path(
+        "/srv/v.db.demo-geoip.mmdb"
+    )  # as the store reads it
 
 
 def test_an_unreadable_demo_map_leaves_the_geo_rules_off_but_the_server_starts(tmp_path: Path) -> None:
