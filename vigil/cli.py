@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import msgspec
 
 import vigil
 from vigil.errors import VigilError
 from vigil.settings import BY_NAME, Settings
 from vigil.store import Store, open_store
+from vigil.text import noun, plural
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEMO_TENANTS: tuple[tuple[str, str, int], ...] = (
-    ("acme", "Acme Corp", 50_000),
-    ("globex", "Globex Corporation", 30_000),
-    ("initech", "Initech", 20_000),
-)
 
 
 def setting_options(*names: str) -> Callable[[F], F]:
@@ -148,20 +141,29 @@ def serve(**opts: Any) -> None:
     """Run the HTTP API (ingest, search, OpenAPI at /schema)."""
     import logging
 
-    import uvicorn
-
     from vigil.web import create_app
+    from vigil.web.server import bind, run, url_of
 
     settings = _settings(**opts)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
-    click.echo(
-        f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
-        f" (OpenAPI: /schema/openapi.json)",
-        err=True,
-    )
+    # bind first: a port in use is one clear line, before anything starts
+    sock = bind(settings.host, settings.port)
+    try:
+        store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
+    except BaseException:
+        sock.close()
+        raise
+    url = url_of(sock)
+
+    def announce() -> None:
+        click.echo(
+            f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on {url}"
+            f" (OpenAPI: {url}/schema/openapi.json)",
+            err=True,
+        )
+
     # The app closes the store on shutdown: uvicorn re-raises SIGTERM after its graceful shutdown, so code
     # after run() would never see it.
     app = create_app(settings, store, own_store=True)
@@ -169,15 +171,16 @@ def serve(**opts: Any) -> None:
     # waiting milliseconds for the writer between small system calls (measured: bench/ingest.py).
     sys.setswitchinterval(0.0005)
     try:
-        uvicorn.run(
+        run(
             app,
-            host=settings.host,
-            port=settings.port,
+            sock,
+            announce,
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
         )
     finally:
         store.close()
+        sock.close()
 
 
 @main.command()
@@ -224,110 +227,19 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     """List tenants with the size of their logs."""
     store = _open_existing(_settings(database=database))
     try:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"slug": t.slug, "name": t.name, "created_at": t.created_at, "events": store.tree_size(t.id)}
             for t in store.list_tenants()
         ]
     finally:
         store.close()
-    text = "\n".join(f"{r['slug']:<24} {r['events']:>10} events  {r['name']}" for r in rows) or "no tenants"
-    _emit(as_json, rows, text)
-
-
-@main.command()
-@click.option(
-    "--events",
-    "total",
-    type=click.IntRange(min=100),
-    default=100_000,
-    show_default=True,
-    help="How many events in all, shared by acme, globex and initech.",
-)
-@click.option(
-    "--days",
-    type=click.IntRange(1, 365),
-    default=30,
-    show_default=True,
-    help="How many days of history, ending now.",
-)
-@click.option("--seed", type=int, default=7, show_default=True, help="Random seed (same seed, same data).")
-@setting_options("database", "port")
-@json_option
-def demo(total: int, days: int, seed: int, database: str | None, port: int | None, as_json: bool) -> None:
-    """Create tenants acme, globex and initech with realistic events, including a few attacks.
-
-    Tenants that already hold events are left as they are; fresh keys are printed either way.
-    """
-    from vigil import demo as demo_data
-    from vigil import keys
-    from vigil.errors import NotFound
-    from vigil.ingest.intake import Prepared, prepare_event
-    from vigil.model import EventIn
-
-    settings = _settings(database=database, port=port)
-    store = _open(settings)
-    out: dict[str, Any] = {"database": safe_url(settings.database), "tenants": {}}
-    whole = sum(n for _, _, n in DEMO_TENANTS)
-    started = time.perf_counter()
-    written = 0
-    by, scopes = keys.operator(), frozenset({"ingest", "read"})
-    try:
-        for slug, name, share in DEMO_TENANTS:
-            try:
-                tenant = store.get_tenant(slug)
-            except NotFound:
-                tenant = store.create_tenant(slug, name)
-            count = max(1, total * share // whole)
-            info: dict[str, Any] = {"events": store.tree_size(tenant.id)}
-            if info["events"] == 0:
-                events, attacks = demo_data.generate(slug, count, days=days, seed=seed)
-                received_us = time.time_ns() // 1000
-                prepared: list[Prepared] = []
-                with click.progressbar(
-                    length=len(events), label=f"{slug:<8}", file=sys.stderr, show_pos=True
-                ) as bar:
-                    for i in range(0, len(events), 1000):
-                        chunk = []
-                        for raw in events[i : i + 1000]:
-                            p = prepare_event(msgspec.convert(raw, EventIn), slug, received_us)
-                            if not isinstance(p, Prepared):
-                                raise click.ClickException(f"demo event rejected: {p.errors}")
-                            chunk.append(p)
-                        store.append(tenant.id, chunk)
-                        prepared.extend(chunk)
-                        bar.update(len(chunk))
-                written += len(events)
-                info["events"] = len(events)
-                info["attacks"] = [
-                    {"name": a.name, "technique": a.technique, "description": a.description} for a in attacks
-                ]
-            # a rerun retires the keys an earlier run printed: demo keys end up in shell histories and docs
-            changes = [
-                *keys.revoke_named(store, tenant, "demo", by),
-                keys.create(store, tenant, scopes, "demo", by),
-            ]
-            keys.record(store, changes)
-            info["key"], info["revoked_keys"] = changes[-1].secret, [c.key.key_id for c in changes[:-1]]
-            out["tenants"][slug] = info
-        store.optimize()  # type: ignore[attr-defined]
-    finally:
-        store.close()
-    seconds = time.perf_counter() - started
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
-        return
-    port_ = settings.port
-    click.echo(f"\nwrote {written:,} events in {seconds:.1f} s to {safe_url(settings.database)}\n")
-    for slug, info in out["tenants"].items():
-        click.echo(f"  {slug:<8} {info['events']:>7,} events   key (ingest, read): {info['key']}")
-        for a in info.get("attacks", []):
-            click.echo(f"           planted: {a['name']} ({a['technique']})")
-    acme_key = out["tenants"]["acme"]["key"]
-    click.echo(
-        f"\nStart the server:   vigil serve --database {safe_url(settings.database)}\nThen try:\n"
-        f"  curl -s -H 'Authorization: Bearer {acme_key}' "
-        f"'http://127.0.0.1:{port_}/v1/events?action=user.login&outcome=failure&limit=5'"
+    text = (
+        "\n".join(
+            f"{r['slug']:<24} {r['events']:>10,} {noun(r['events'], 'event'):<6}  {r['name']}" for r in rows
+        )
+        or "no tenants"
     )
+    _emit(as_json, rows, text)
 
 
 @main.command()
@@ -439,12 +351,12 @@ def verify(
         return
     for r in reports:
         rate = r.events / r.seconds if r.seconds else 0.0
-        held = f"  held to {r.trusted} outside checkpoint(s)" if r.trusted else ""
+        held = f"  held to {plural(r.trusted, 'outside checkpoint')}" if r.trusted else ""
         click.echo(
-            f"ok  {r.tenant:<16} {r.events:>10,} events  {r.checkpoints:>5} checkpoints  "
-            f"{rate:>10,.0f} events/s{held}"
+            f"ok  {r.tenant:<16} {r.events:>10,} {noun(r.events, 'event'):<6}  {r.checkpoints:>5} "
+            f"{noun(r.checkpoints, 'checkpoint'):<11}  {rate:>10,.0f} events/s{held}"
         )
-    click.echo(f"verified {len(reports)} tenant log(s): complete and unaltered")
+    click.echo(f"verified {plural(len(reports), 'tenant log')}: complete and unaltered")
 
 
 def _verify_indexes(store: Store, tenants: list[Any], every: bool, as_json: bool) -> dict[str, Any]:
@@ -591,7 +503,7 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
-from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
+from vigil import cli_demo, cli_keys  # noqa: E402, F401  (demo; keys create, list, revoke, rotate)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their

@@ -15,6 +15,7 @@ import click
 from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
 from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
+from vigil.text import plural
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -74,6 +75,7 @@ def detect(
         for w in rules.warnings:
             click.echo(f"warning: {w}", err=True)
         started = time.perf_counter()
+        result: dict[str, Any]
         if since is not None:
             since_us = parse_since(since)
             engine.tenant_rules.load(store)
@@ -94,7 +96,8 @@ def detect(
         else:
             engine.start()
             click.echo(
-                f"following {store.__class__.__name__} with {len(engine.rules)} rules; Ctrl-C stops", err=True
+                f"following {store.__class__.__name__} with {plural(len(engine.rules), 'rule')}; Ctrl-C stops",
+                err=True,
             )
             stop = threading.Event()
             try:
@@ -109,8 +112,8 @@ def detect(
     _emit(
         as_json,
         result,
-        f"{result['events']:,} events through {len(engine.rules)} rules in {seconds:.1f} s: "
-        f"{result['alerts']} new alert(s)",
+        f"{plural(result['events'], 'event')} through {plural(len(engine.rules), 'rule')} in {seconds:.1f} s: "
+        f"{plural(result['alerts'], 'new alert')}",
     )
 
 
@@ -155,7 +158,7 @@ def alerts_list(
         return
     for a in out:
         click.echo(f"{a.severity}  {a.last_at[:19]}  {a.tenant:<12} {a.rule:<32} {a.summary}")
-    click.echo(f"{len(out)} alert(s)", err=True)
+    click.echo(plural(len(out), "alert"), err=True)
 
 
 @main.group()

@@ -14,6 +14,7 @@ from vigil.cli import _open_existing, _settings, json_option, main, setting_opti
 from vigil.store import Store
 from vigil.store.base import PLATFORM_TENANT, Tenant
 from vigil.store.indexcheck import IndexStore, check_indexes, reindex
+from vigil.text import plural
 
 SHOW = 50
 
@@ -32,7 +33,7 @@ def verify_indexes(store: Store, tenants: Sequence[Tenant], every: bool, as_json
         report = check_indexes(_indexed(store), tenants, every=every, progress=bar.update, show=SHOW)
     if not report.ok:
         error = (
-            f"index verification FAILED: {report.problems} derived row(s) differ from the ledger; "
+            f"index verification FAILED: {plural(report.problems, 'derived row')} differ from the ledger; "
             "`vigil reindex` rebuilds them from it"
         )
         if as_json:
@@ -47,7 +48,7 @@ def verify_indexes(store: Store, tenants: Sequence[Tenant], every: bool, as_json
     rate = report.events / report.seconds if report.seconds else 0.0
     if not as_json:
         click.echo(
-            f"ok  indexes: {report.events:,} events of {report.tenants} tenant(s) match the ledger "
+            f"ok  indexes: {plural(report.events, 'event')} of {plural(report.tenants, 'tenant')} match the ledger "
             f"(columns, targets, full-text, time blocks; {rate:,.0f} events/s)"
         )
     return {"indexes": {"ok": True, "events": report.events, "seconds": report.seconds}}
@@ -85,14 +86,14 @@ def reindex_cmd(tenant: str | None, database: str | None, as_json: bool) -> None
         click.echo(json.dumps(out, indent=2))
     else:
         click.echo(
-            f"reindexed {report.events:,} events of {report.tenants} tenant(s): "
-            f"{report.repaired} derived row(s) rewritten"
+            f"reindexed {plural(report.events, 'event')} of {plural(report.tenants, 'tenant')}: "
+            f"{plural(report.repaired, 'derived row')} rewritten"
         )
     if left:
         for line in left[:SHOW]:
             click.echo(f"  {line}", err=True)
         raise click.ClickException(
-            f"{len(left)} problem(s) an index rebuild cannot mend: the ledger itself is damaged (vigil verify)"
+            f"{plural(len(left), 'problem')} an index rebuild cannot mend: the ledger itself is damaged (vigil verify)"
         )
 
 

@@ -48,6 +48,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _demo_events(text: str) -> int:
+    value = int(text)
+    if value < 100:
+        raise ValueError("must be at least 100")
+    return value
+
+
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -181,6 +188,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         64,
         "Deepest JSON nesting `vigil verify-bundle` accepts in a bundle's events and manifest.",
+    ),
+    Setting(
+        "demo_events",
+        _demo_events,
+        100000,
+        "How many events `vigil demo` writes in all, shared by acme, globex and initech (at least 100; every "
+        "planted attack is there at any size, so 2000 makes a quick demo). `--events` for short.",
     ),
     Setting(
         "signing_key",

@@ -121,7 +121,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.proc = None
-                if "address already in use" in self.output().lower():
+                if "already in use" in self.output().lower():
                     return False
                 raise RuntimeError(f"vigil serve exited early:\n{self.output()}")
             with (

@@ -1,11 +1,12 @@
-"""Fixtures of the detection tests: a GeoIP file of the demo's networks."""
+"""Fixtures of the detection tests: a GeoIP file of the demo's networks, written as `vigil demo` writes it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from geo_support import write_geoip
+
+from vigil.demo.geoip import write_geoip
 
 
 @pytest.fixture(scope="session")

@@ -308,7 +308,7 @@ def test_untouched_database_verifies(filled: Filled) -> None:
     result = vigil_verify(filled.settings)
     assert result.exit_code == 0, result.output
     assert "ok  acme" in result.output and "ok  globex" in result.output
-    assert "verified 3 tenant log(s): complete and unaltered" in result.output
+    assert "verified 3 tenant logs: complete and unaltered" in result.output
     store = open_store(filled.settings.database, filled.settings)
     try:
         report = verify_tenant(store, store.get_tenant("acme"), filled.vkey)

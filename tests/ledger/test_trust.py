@@ -424,4 +424,4 @@ def test_untouched_log_passes_with_both_anchors(filled: Filled, tmp_path: Path) 
         store.close()
     second = CliRunner().invoke(main, ["verify", *args])
     assert second.exit_code == 0, second.output
-    assert "held to 2 outside checkpoint(s)" in second.output
+    assert "held to 2 outside checkpoints" in second.output

@@ -273,7 +273,7 @@ def test_pending_events_are_sent_at_interpreter_exit(tenant: Tenant, tmp_path: P
 def test_missing_httpx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without httpx, Client() fails at once with the pip command that fixes it."""
     monkeypatch.setitem(sys.modules, "httpx", None)
-    with pytest.raises(ImportError, match=r"pip install 'vigil\[sdk\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'vigil-audit\[sdk\]'"):
         Client("http://127.0.0.1:9", "vk_test")
 
 

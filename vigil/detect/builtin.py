@@ -29,6 +29,7 @@ from vigil.detect.fields import who as _who
 from vigil.detect.geo import Geo, network_of
 from vigil.detect.rules import Ev, Hit, RuleInfo
 from vigil.detect.windows import Windows
+from vigil.text import noun
 
 
 class _Windowed(Builtin):
@@ -314,7 +315,7 @@ class AuditLogDisabled(_Stateless):
             and all(isinstance(v, int | float) for v in pair)
             and pair[1] < pair[0]
         ):
-            what.append(f"cut retention from {pair[0]} to {pair[1]} days")
+            what.append(f"cut retention from {pair[0]} to {pair[1]} {noun(int(pair[1]), 'day')}")
         return f"{_who(ev)} {' and '.join(what)}" if what else None
 
 

@@ -14,6 +14,7 @@ from vigil.detect.fields import login as _login
 from vigil.detect.fields import who as _who
 from vigil.detect.geo import Geo, Place, distance_km, parse_networks
 from vigil.detect.rules import Ev, Hit, RuleInfo
+from vigil.text import plural
 
 
 class _GeoRule(Builtin):
@@ -160,4 +161,4 @@ def _where(place: Place) -> str:
 
 def _ago(us: int) -> str:
     minutes = us // MIN
-    return f"{minutes} minutes" if minutes < 120 else f"{minutes // 60} hours"
+    return plural(minutes, "minute") if minutes < 120 else plural(minutes // 60, "hour")

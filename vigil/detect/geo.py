@@ -2,7 +2,9 @@
 ``maxminddb``, and the great-circle distance between two places.
 
 Vigil ships no GeoIP data (its licence is the operator's business). Without a database the geo detections are
-disabled, and said to be at start and in ``vigil rules list``: never silently.
+disabled, and said to be at start and in ``vigil rules list``: never silently. The one exception is the demo:
+``vigil demo`` writes a small database of its own made-up addresses beside its SQLite file, and the geo
+detections use it when no database is configured (and say so), so the demo's planted attacks fire.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vigil.errors import ConfigError
 
+if TYPE_CHECKING:
+    from vigil.settings import Settings
+
 EARTH_RADIUS_KM = 6371.0088
+DEMO_GEOIP_SUFFIX = ".demo-geoip.mmdb"  # beside the demo's SQLite file: vigil.db -> vigil.db.demo-geoip.mmdb
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class GeoIP:
             import maxminddb
         except ImportError:  # pragma: no cover - the [sigma] extra brings it
             raise ConfigError(
-                "geoip_database needs the maxminddb package: pip install 'vigil[sigma]'"
+                "geoip_database needs the maxminddb package: pip install 'vigil-audit[sigma]'"
             ) from None
         self.path = Path(path)
         try:
@@ -90,6 +96,27 @@ class GeoIP:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def demo_geoip_path(database: str) -> Path | None:
+    """Where ``vigil demo`` keeps its GeoIP map for ``database``: beside a SQLite file; None for a server URL."""
+    db = str(database)
+    if "://" in db and not db.startswith("sqlite:///"):
+        return None
+    path = Path(db.removeprefix("sqlite:///")).expanduser()
+    return path.with_name(path.name + DEMO_GEOIP_SUFFIX)
+
+
+def configured_geoip(settings: Settings) -> tuple[str, bool]:
+    """The GeoIP file the geo detections read, and whether it is the demo's own map: the ``geoip_database``
+    setting when given; else the map ``vigil demo`` wrote beside the database, if it did; else none ("")."""
+    given = str(getattr(settings, "geoip_database", "") or "")
+    if given:
+        return given, False
+    demo = demo_geoip_path(str(getattr(settings, "database", "") or ""))
+    if demo is not None and demo.is_file():
+        return str(demo), True
+    return "", False
 
 
 def _float(value: Any) -> float | None:

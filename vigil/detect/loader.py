@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.detect.builtin import BUILTIN_RULES, builtin_evaluators
 from vigil.detect.engine import Engine, TenantRules
-from vigil.detect.geo import GeoIP, parse_networks
+from vigil.detect.geo import GeoIP, configured_geoip, parse_networks
 from vigil.detect.rules import Evaluator, RuleInfo
 from vigil.errors import ConfigError
 
@@ -56,9 +56,10 @@ def load_rules(settings: Settings, tenant_rules: TenantRules | None = None) -> R
             p = {**p, "trusted_networks": trusted}
         return p
 
-    geo_path = getattr(settings, "geoip_database", "") or ""
-    geo = GeoIP(geo_path) if geo_path else None
+    geo, geo_note = _geo(settings)
     out = RuleSet(list(builtin_evaluators(geo, params)))
+    if geo_note:
+        out.warnings.append(geo_note)
     if geo is None:
         out.warnings.append(NO_GEO)
         for r in BUILTIN_RULES:
@@ -70,13 +71,31 @@ def load_rules(settings: Settings, tenant_rules: TenantRules | None = None) -> R
     return out
 
 
+def _geo(settings: Settings) -> tuple[GeoIP | None, str]:
+    """The GeoIP database and a note about it. The operator's own file must open (fail closed); the demo's map,
+    used only when none is configured, is a convenience: one that cannot be read leaves the geo rules off."""
+    path, demo = configured_geoip(settings)
+    if not path:
+        return None, ""
+    if not demo:
+        return GeoIP(path), ""
+    try:
+        geo = GeoIP(path)
+    except ConfigError as exc:
+        return None, f"the demo's GeoIP map is not used: {exc.message}"
+    return geo, (
+        f"the geo detections use the demo's own GeoIP map {path}, which knows only the demo's addresses; "
+        "give a real one with --geoip-database (or VIGIL_GEOIP_DATABASE)"
+    )
+
+
 def load_sigma_dir(path: Path) -> Evaluator:
     if not path.exists():
         raise ConfigError(f"rules directory {str(path)!r} does not exist")
     try:
         from vigil.detect.sigma import load_sigma
     except ImportError as exc:  # pragma: no cover - the [sigma] extra brings pySigma
-        raise ConfigError(f"Sigma rules need pySigma: pip install 'vigil[sigma]' ({exc})") from None
+        raise ConfigError(f"Sigma rules need pySigma: pip install 'vigil-audit[sigma]' ({exc})") from None
     return load_sigma([path])
 
 

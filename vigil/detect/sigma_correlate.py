@@ -23,6 +23,7 @@ from typing import Any
 
 from vigil.detect.rules import Ev, RuleInfo
 from vigil.detect.sigma_fields import FieldPath, text, values_of
+from vigil.text import noun, plural
 
 MAX_EVIDENCE = 50
 KINDS = ("event_count", "value_count", "temporal", "temporal_ordered")
@@ -232,11 +233,11 @@ class Correlation:
         scope = f" for {scope}" if scope else ""
         n = firing.metric
         if self.kind == "event_count":
-            what = f"{n} matching events"
+            what = f"{n} matching {noun(n, 'event')}"
         elif self.kind == "value_count":
-            what = f"{n} distinct values of {self.field}"
+            what = f"{n} distinct {noun(n, 'value')} of {self.field}"
         else:
-            what = f"{n} of {len(self.slots)} rules{' in order' if self.kind == 'temporal_ordered' else ''}"
+            what = f"{n} of {plural(len(self.slots), 'rule')}{' in order' if self.kind == 'temporal_ordered' else ''}"
         return f"{self.info.title}: {what} within {span}{scope}"
 
     def sweep(self, tenant: str, now_us: int) -> None:

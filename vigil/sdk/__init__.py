@@ -5,7 +5,7 @@
     vigil = Client("https://vigil.example", "vk_…", spool_dir="/var/spool/myapp-vigil")
     vigil.record(action="user.login", actor_id="usr_42")
 
-httpx is needed to send (``pip install 'vigil[sdk]'``); importing this package does not need it.
+httpx is needed to send (``pip install 'vigil-audit[sdk]'``); importing this package does not need it.
 """
 
 from vigil.sdk.aio import AsyncClient

@@ -36,7 +36,9 @@ from typing import Any
 try:
     import sqlalchemy  # noqa: F401  # first, so that its absence says how to install it
 except ImportError as exc:
-    raise ImportError("vigil.sdk.sqlalchemy needs SQLAlchemy 2: pip install 'vigil[sdk,sqlalchemy]'") from exc
+    raise ImportError(
+        "vigil.sdk.sqlalchemy needs SQLAlchemy 2: pip install 'vigil-audit[sdk,sqlalchemy]'"
+    ) from exc
 from sqlalchemy import Column, Engine, Table, event, inspect, select, tuple_
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import (

@@ -56,7 +56,7 @@ def import_httpx() -> Any:
         import httpx
     except ImportError as exc:
         raise ImportError(
-            "the Vigil SDK sends events with httpx, which is not installed: pip install 'vigil[sdk]'"
+            "the Vigil SDK sends events with httpx, which is not installed: pip install 'vigil-audit[sdk]'"
         ) from exc
     return httpx
 

@@ -74,7 +74,9 @@ def _import() -> tuple[Any, Any]:
         import psycopg
         from psycopg_pool import ConnectionPool
     except ImportError:  # pragma: no cover - depends on the install
-        raise ConfigError("PostgreSQL needs the postgres extra: pip install 'vigil[postgres]'") from None
+        raise ConfigError(
+            "PostgreSQL needs the postgres extra: pip install 'vigil-audit[postgres]'"
+        ) from None
     return psycopg, ConnectionPool
 
 
