@@ -143,6 +143,10 @@ def main() -> None:
     "trusted_networks",
     "redaction_rules",
     "log_level",
+    "log_format",
+    "trusted_proxies",
+    "metrics",
+    "metrics_tenants",
 )
 def serve(**opts: Any) -> None:
     """Run the HTTP API (ingest, search, OpenAPI at /schema)."""
@@ -152,15 +156,14 @@ def serve(**opts: Any) -> None:
 
     from vigil.web import create_app
 
+    from vigil.logs import configure
+
     settings = _settings(**opts)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure(settings.log_level, settings.log_format)  # one format for every line the server prints
     store = _open(settings, exclusive=True)  # one server per SQLite file: a second one is refused here
-    click.echo(
+    logging.getLogger("vigil.serve").info(
         f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on http://{settings.host}:{settings.port}"
-        f" (OpenAPI: /schema/openapi.json)",
-        err=True,
+        f" (OpenAPI: /schema/openapi.json)"
     )
     # The app closes the store on shutdown: uvicorn re-raises SIGTERM after its graceful shutdown, so code
     # after run() would never see it.
@@ -174,7 +177,9 @@ def serve(**opts: Any) -> None:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            access_log=settings.log_level == "debug",
+            log_config=None,  # uvicorn's loggers print through vigil.logs, in the one format
+            access_log=False,  # the app writes its own access log (vigil.web.access), with the tenant and key id
+            proxy_headers=False,  # X-Forwarded-For is trusted only from `trusted_proxies`, by the app itself
         )
     finally:
         store.close()
@@ -592,6 +597,7 @@ from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
 from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
+from vigil import cli_ops  # noqa: E402, F401  (backup)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their
