@@ -19,6 +19,7 @@ from pg import fresh_database
 from support import prepared_events, unavailable
 
 from vigil.cli import main
+from vigil.cli_ops import sqlite_backup
 from vigil.ledger.checkpoints import load_signer, make_checkpoint
 from vigil.settings import Settings
 from vigil.store import Store, open_store
@@ -46,7 +47,9 @@ def live(tmp_path: Path) -> Iterator[tuple[Settings, Store]]:
     store.close()
 
 
-def test_a_backup_taken_while_the_server_writes_verifies(live: tuple[Settings, Store], tmp_path: Path) -> None:
+def test_a_backup_taken_while_the_server_writes_verifies(
+    live: tuple[Settings, Store], tmp_path: Path
+) -> None:
     """Appends and checkpoints go on during a page-by-page backup; the copy is one consistent moment, with the
     trusted state and key beside it, and `vigil verify --database COPY` passes with nothing else given."""
     settings, store = live
@@ -84,6 +87,32 @@ def test_a_backup_taken_while_the_server_writes_verifies(live: tuple[Settings, S
     assert copied["trusted"]  # held to the copied trusted state, not only to itself
 
 
+def test_the_copy_is_the_moment_it_started_and_never_starts_over(
+    live: tuple[Settings, Store], tmp_path: Path
+) -> None:
+    """A commit lands in the middle of the copy (the progress callback waits for it): the copy goes on from where
+    it was, never from the start again, and holds the log exactly as it was when the copy began."""
+    settings, store = live
+    acme = store.get_tenant("acme")
+    at_start = store.tree_size(acme.id)
+    progress: list[int] = []
+
+    def step(done: int, total: int) -> None:
+        progress.append(done)
+        if len(progress) == 3:  # mid-copy: the server commits more events, and the copy sees a changed file
+            store.append(acme.id, prepared_events(50))
+
+    dest = tmp_path / "moment.db"
+    total = sqlite_backup(Path(settings.database), dest, step_pages=8, progress=step)
+    assert len(progress) > 3 and progress == sorted(progress) and progress[-1] == total
+    assert store.tree_size(acme.id) == at_start + 50
+    copy = open_store(str(dest), settings)
+    try:
+        assert copy.tree_size(copy.get_tenant("acme").id) == at_start
+    finally:
+        copy.close()
+
+
 def test_a_backup_is_never_overwritten_without_force(live: tuple[Settings, Store], tmp_path: Path) -> None:
     """A second backup to the same place is refused, and names what exists; --force replaces all three."""
     settings, _ = live
@@ -111,7 +140,9 @@ def test_a_backup_without_the_signing_key_says_so(live: tuple[Settings, Store], 
     run("verify", "--database", str(dest), "--vkey", vkey)
 
 
-def test_backup_json_prints_one_document_and_no_progress(live: tuple[Settings, Store], tmp_path: Path) -> None:
+def test_backup_json_prints_one_document_and_no_progress(
+    live: tuple[Settings, Store], tmp_path: Path
+) -> None:
     """--json: the report only, on standard output; no progress label anywhere."""
     settings, _ = live
     result = run("backup", str(tmp_path / "j.db"), "--database", settings.database, "--json")
@@ -150,14 +181,14 @@ def test_postgres_backup_with_pg_dump_restores_and_verifies(tmp_path: Path) -> N
         assert "pg_dump" in out and dest.read_bytes()[:5] == b"PGDMP"
         assert (Path(str(dest) + ".signing-key.state") / "acme.checkpoint").is_file()
         restored = subprocess.run(  # the restore docs/deployment.md gives
-            ["pg_restore", "--no-owner", "--no-privileges", f"--dbname={target}", str(dest)],  # noqa: S607
+            ["pg_restore", "--no-owner", "--no-privileges", f"--dbname={target}", str(dest)],
             capture_output=True,
             text=True,
             check=False,
         )
         assert restored.returncode == 0, restored.stderr
         copy = ["--database", target, "--signing-key", str(dest) + ".signing-key"]
-        run("migrate", *copy)
+        run("migrate", "--database", target)
         report = json.loads(run("verify", *copy, "--json").stdout)
         assert [t["events"] for t in report["tenants"] if t["tenant"] == "acme"] == [300]
     finally:

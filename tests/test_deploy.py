@@ -71,7 +71,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     for unit in UNITS:
         text = (DEPLOY / unit).read_text().replace("/opt/vigil/bin/vigil", str(vigil))
         (tmp_path / unit).write_text(text)
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [analyze, "verify", *(str(tmp_path / u) for u in UNITS)], capture_output=True, text=True, check=False
     )
     problems = [
@@ -82,3 +82,21 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     ]
     assert done.returncode == 0 or not problems, done.stdout + done.stderr
     assert not problems, problems
+
+
+def test_systemd_rates_the_units_exposure_low(tmp_path: Path) -> None:
+    """`systemd-analyze security` scores both services' exposure under 2 of 10 ("OK"), so a loosened unit fails."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        unavailable("systemd-analyze (the systemd package)")
+    for unit in ("vigil.service", "vigil-backup.service"):
+        (tmp_path / unit).write_text((DEPLOY / unit).read_text())
+        done = subprocess.run(
+            [analyze, "security", "--offline=yes", str(tmp_path / unit)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+        assert found, done.stdout + done.stderr
+        assert float(found.group(1)) < 2.0, (unit, found.group(1))

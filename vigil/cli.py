@@ -154,9 +154,8 @@ def serve(**opts: Any) -> None:
 
     import uvicorn
 
-    from vigil.web import create_app
-
     from vigil.logs import configure
+    from vigil.web import create_app
 
     settings = _settings(**opts)
     configure(settings.log_level, settings.log_format)  # one format for every line the server prints
@@ -596,8 +595,7 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
-from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
-from vigil import cli_ops  # noqa: E402, F401  (backup)
+from vigil import cli_keys, cli_ops  # noqa: E402, F401  (keys create, list, revoke, rotate; backup)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their

@@ -60,7 +60,9 @@ def sqlite_backup(
                 pages=step_pages,
                 progress=(lambda _status, left, pages: progress(pages - left, pages)) if progress else None,
             )
-            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file; the server turns WAL on again
+            dst.execute(
+                "PRAGMA journal_mode=DELETE"
+            )  # one self-contained file; the server turns WAL on again
             found = dst.execute("PRAGMA quick_check").fetchone()[0]
             if found != "ok":
                 raise StorageError(f"the copy of {source} failed SQLite's check: {found}")

@@ -22,6 +22,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 # uvicorn adds a coloured copy of its messages; it says nothing new.
 _DROPPED = frozenset({"color_message"})
 # Loggers that would otherwise print in their own format, or not at all once uvicorn is told not to set up logging.
+_QUIET = ("httpx", "httpcore")
 _FOREIGN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "litestar", "py.warnings")
 
 
@@ -100,4 +101,7 @@ def configure(level: str = "info", style: str = "text", stream: IO[str] | None =
     # something replaced warnings.showwarning since an earlier call)
     logging.captureWarnings(False)
     logging.captureWarnings(True)
+    # httpx logs every URL it requests at INFO; outbound URLs (webhooks, sinks) can carry secrets
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return handler

@@ -31,9 +31,12 @@ def captured() -> Iterator[io.StringIO]:
     """Everything the process logs, at DEBUG, through the one handler, in JSON; the old handlers come back after."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    quiet = {n: logging.getLogger(n).level for n in ("httpx", "httpcore")}
     out = io.StringIO()
     configure("debug", "json", out)
     yield out
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     for h in list(root.handlers):
         root.removeHandler(h)
     for h in saved[0]:
@@ -64,7 +67,9 @@ def test_a_request_makes_one_access_line(client: Client, keys: Keys, captured: i
     assert line["message"] == "GET /v1/events?limit=5&order=seq&q=*** 200"
 
 
-def test_unmatched_and_refused_requests_are_logged_too(client: Client, keys: Keys, captured: io.StringIO) -> None:
+def test_unmatched_and_refused_requests_are_logged_too(
+    client: Client, keys: Keys, captured: io.StringIO
+) -> None:
     """A path no route has, a request without a key and a wrong scope each get their line and status."""
     captured.truncate(0)
     captured.seek(0)
@@ -104,7 +109,9 @@ def test_json_lines_parse_and_text_lines_are_one_line() -> None:
     assert doc["level"] == "warning" and doc["logger"] == "vigil.web" and doc["message"] == "refused x"
     assert doc["tenant"] == "acme" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", doc["time"])
     text = Formatter("text").format(record)
-    assert "\n" not in text and text.endswith('WARNING vigil.web refused x tenant=acme note="two words\\nand a break"')
+    assert "\n" not in text and text.endswith(
+        'WARNING vigil.web refused x tenant=acme note="two words\\nand a break"'
+    )
 
 
 def test_uvicorn_and_warnings_go_through_the_one_handler(captured: io.StringIO) -> None:
@@ -129,9 +136,23 @@ def test_serve_prints_only_json_lines_with_log_format_json(tmp_path: Path) -> No
     """`vigil serve --log-format json`, run for real: every line it prints, uvicorn's start-up and the access log
     included, is a JSON object, and a request is one access line."""
     port = _free_port()
-    env = {**os.environ, "VIGIL_LOG_FORMAT": "json", "VIGIL_DETECT": "false", "VIGIL_CHECKPOINT_INTERVAL": "0"}
-    cmd = [sys.executable, "-m", "vigil.cli", "serve", "--database", str(tmp_path / "v.db"), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    env = {
+        **os.environ,
+        "VIGIL_LOG_FORMAT": "json",
+        "VIGIL_DETECT": "false",
+        "VIGIL_CHECKPOINT_INTERVAL": "0",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "vigil.cli",
+        "serve",
+        "--database",
+        str(tmp_path / "v.db"),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -23,7 +23,8 @@ Client = TestClient[Any]
 def _scrape(client: Client, key: str | None) -> dict[str, list[Any]]:
     r = client.get("/metrics", headers=auth(key) if key else None)
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain") and "version=0.0.4" in r.headers["content-type"]
+    kind = r.headers["content-type"]
+    assert kind.startswith("text/plain; version=") and kind.count("charset=utf-8") == 1, kind
     return {f.name: f.samples for f in text_string_to_metric_families(r.text)}
 
 
@@ -53,13 +54,18 @@ def test_a_scrape_shows_ingest_latency_queue_and_tenant_figures(
     assert _value(events, "vigil_ingest_events_total", result="duplicate") == 1
     assert _value(events, "vigil_ingest_events_total", result="rejected") == 1
     latency = m["vigil_http_request_duration_seconds"]
-    assert _value(latency, "vigil_http_request_duration_seconds_count", method="POST", route="/v1/events") == 2
+    assert (
+        _value(latency, "vigil_http_request_duration_seconds_count", method="POST", route="/v1/events") == 2
+    )
     requests = m["vigil_http_requests"]
     assert _value(requests, "vigil_http_requests_total", method="POST", route="/v1/events", status="200") == 2
     assert _value(m["vigil_writer_queue_events"], "vigil_writer_queue_events") == 0
     assert _value(m["vigil_tenant_log_events"], "vigil_tenant_log_events", tenant="acme") == 2
     # detection is off in these tests: every committed event is still ahead of the engine's cursor
-    assert _value(m["vigil_tenant_detection_lag_events"], "vigil_tenant_detection_lag_events", tenant="acme") == 2
+    assert (
+        _value(m["vigil_tenant_detection_lag_events"], "vigil_tenant_detection_lag_events", tenant="acme")
+        == 2
+    )
     assert _value(m["vigil_tenant_unsigned_events"], "vigil_tenant_unsigned_events", tenant="acme") == 2
     assert _value(m["vigil_log_events"], "vigil_log_events") >= 2  # the platform log holds the audit too
     assert _value(m["vigil_integrity_failures"], "vigil_integrity_failures") == 0
@@ -76,7 +82,9 @@ def test_a_checkpoint_shows_as_its_age_and_no_unsigned_events(
     assert client.post("/v1/checkpoints", headers=auth(admin)).status_code == 201
     m = _scrape(client, metrics_key)
     assert _value(m["vigil_tenant_unsigned_events"], "vigil_tenant_unsigned_events", tenant="acme") == 0
-    age = _value(m["vigil_tenant_checkpoint_age_seconds"], "vigil_tenant_checkpoint_age_seconds", tenant="acme")
+    age = _value(
+        m["vigil_tenant_checkpoint_age_seconds"], "vigil_tenant_checkpoint_age_seconds", tenant="acme"
+    )
     assert 0 <= age < 60
     assert "acme" in [s.labels["tenant"] for s in m["vigil_tenant_checkpoint_age_seconds"]]
 

@@ -56,7 +56,11 @@ async def _requests(
 
 
 def _clients(stream: io.StringIO) -> list[str]:
-    return [line.rsplit("client=", 1)[1].split()[0] for line in stream.getvalue().splitlines() if "client=" in line]
+    return [
+        line.rsplit("client=", 1)[1].split()[0]
+        for line in stream.getvalue().splitlines()
+        if "client=" in line
+    ]
 
 
 def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
@@ -69,7 +73,9 @@ def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
     calls = [
         ("GET", "/v1/events", {**auth(wrong), "X-Forwarded-For": f"198.51.100.{i}"}, None) for i in range(4)
     ]
-    responses = asyncio.run(_requests(_settings(settings, auth_failure_limit=3), store, "203.0.113.50", calls))
+    responses = asyncio.run(
+        _requests(_settings(settings, auth_failure_limit=3), store, "203.0.113.50", calls)
+    )
     assert [r.status_code for r in responses] == [401, 401, 401, 429]
     assert set(_clients(access_lines)) == {"203.0.113.50"}
 
@@ -85,7 +91,12 @@ def test_a_trusted_proxy_gives_the_client_address(
     behind = _settings(settings, trusted_proxies="10.0.0.0/8, 127.0.0.1", auth_failure_limit=2)
     calls = [
         # what a client claimed, then what the proxy appended: the proxy's entry is the one believed
-        ("POST", "/v1/keys", {**auth(admin), "X-Forwarded-For": "6.6.6.6, 198.51.100.7"}, {"scopes": ["read"]}),
+        (
+            "POST",
+            "/v1/keys",
+            {**auth(admin), "X-Forwarded-For": "6.6.6.6, 198.51.100.7"},
+            {"scopes": ["read"]},
+        ),
         *[("GET", "/v1/events", {**auth(wrong), "X-Forwarded-For": f"192.0.2.{i}"}, None) for i in range(3)],
     ]
     responses = asyncio.run(_requests(behind, store, "10.1.2.3", calls))

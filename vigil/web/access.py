@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil.store.base import ApiKey
@@ -71,7 +72,8 @@ def _printable(text: str, limit: int) -> str:
 def logged_target(scope: Scope) -> str:
     """The request's path and query as the access log shows them (see the module docstring)."""
     raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
-    path = _printable(_KEY_TEXT.sub(r"\1***", bytes(raw).decode("latin-1")), _MAX_PATH)
+    raw = bytes(raw).split(b"?", 1)[0]  # some servers leave the query in raw_path: it is logged below, masked
+    path = _printable(_KEY_TEXT.sub(r"\1***", raw.decode("latin-1")), _MAX_PATH)
     query = scope.get("query_string", b"")
     if not query:
         return path
@@ -86,7 +88,7 @@ def access_log(app: ASGIApp, observe: Observer | None = None) -> ASGIApp:
     """ASGI middleware: one ``vigil.access`` line at INFO per HTTP request, and ``observe`` told of each."""
 
     async def logged(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -102,7 +104,7 @@ def access_log(app: ASGIApp, observe: Observer | None = None) -> ASGIApp:
             await app(scope, receive, send_noting_status)
         finally:
             seconds = time.perf_counter() - started
-            method = scope.get("method", "?")
+            method = str(cast("dict[str, Any]", scope).get("method", "?"))
             if observe is not None:
                 route = cast("dict[str, Any]", scope).get("path_template") or "unmatched"
                 observe(method if method in _METHODS else "other", route, status, seconds)

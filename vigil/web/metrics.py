@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from vigil.web.app import App
 
 MODES = ("off", "open", "key")
+# The library's content type without its charset: the framework appends "; charset=utf-8" to text types itself.
+_MEDIA_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
 # Seconds; ingest answers after the commit is on disk, so its tail sits in the tens of milliseconds.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -106,7 +108,9 @@ class _StoreCollector(Collector):
         store = app.store
         most = int(getattr(app.settings, "metrics_tenants", 100))
         figures = tenant_figures(store)
-        yield _gauge("vigil_build_info", "The running Vigil's version (the value is always 1).", 1, version=vigil.__version__)
+        yield _gauge(
+            "vigil_build_info", "The running Vigil's version (always 1).", 1, version=vigil.__version__
+        )
         yield _gauge("vigil_tenants", "Tenants, the platform tenant included.", len(figures))
         if isinstance(store, GroupCommitWriter):
             yield _gauge(
@@ -241,6 +245,6 @@ def metrics_routes(app: App) -> list[Any]:
                 raise Forbidden(
                     f"metrics name every tenant: only a key of the platform tenant ({PLATFORM_TENANT}) may read them"
                 )
-        return Response(app.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(app.metrics.exposition(), media_type=_MEDIA_TYPE)
 
     return [metrics]

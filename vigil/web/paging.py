@@ -25,7 +25,8 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
 
 Limit = Annotated[
-    int, Parameter(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
+    int,
+    Parameter(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"),
 ]
 Cursor = Annotated[str | None, Parameter(max_length=512, description="The next_cursor of the previous page")]
 
@@ -44,7 +45,9 @@ def _digest(filters: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def encode_cursor(kind: str, tenant_id: int, filters: Mapping[str, Any], position: Sequence[str | int]) -> str:
+def encode_cursor(
+    kind: str, tenant_id: int, filters: Mapping[str, Any], position: Sequence[str | int]
+) -> str:
     """The ``next_cursor`` of a page of list ``kind`` whose last item sits at ``position``."""
     raw = msgspec.json.encode(_Cursor(kind, tenant_id, _digest(filters), list(position)))
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
