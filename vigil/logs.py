@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import IO, Any
@@ -74,10 +75,14 @@ class Formatter(logging.Formatter):
         return f"{line}\n{problem}" if problem else line
 
 
+# a value made only of these is written as it is; anything else (empty, spaces, quotes, '=', a line break, any
+# other character) is quoted by JSON string rules, so it cannot be misread as more fields or another line
+_PLAIN = re.compile(r"[A-Za-z0-9_./:@*?&%,+~!$'()\[\]-]+")
+
+
 def _text_value(value: Any) -> str:
     text = str(value)
-    # quoted (JSON string rules) when it could be misread: empty, spaces, quotes, '=', or a line break
-    return json.dumps(text) if (not text or any(not c.isprintable() or c in ' "=' for c in text)) else text
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
 
 
 def configure(level: str = "info", style: str = "text", stream: IO[str] | None = None) -> logging.Handler:

@@ -63,9 +63,13 @@ def note_key(scope: Scope, key: ApiKey) -> None:
     scope.setdefault("state", {})[KEY_NOTE] = (key.tenant, key.key_id)
 
 
+_URL_SAFE = "/:@!$&'()*+,;=-._~%?[]"
+_PLAIN = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~%?\[\]-]*")
+
+
 def _printable(text: str, limit: int) -> str:
     """``text`` with anything that could break a log line percent-escaped, and cut to ``limit`` characters."""
-    out = quote(text, safe="/:@!$&'()*+,;=-._~%?[]")
+    out = text if _PLAIN.fullmatch(text) else quote(text, safe=_URL_SAFE)
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
