@@ -194,3 +194,18 @@ def test_postgres_backup_with_pg_dump_restores_and_verifies(tmp_path: Path) -> N
     finally:
         for gen in (source_gen, target_gen):
             gen.close()  # drops the database and its roles
+
+
+def test_no_database_copies_only_the_key_and_trusted_state(
+    live: tuple[Settings, Store], tmp_path: Path
+) -> None:
+    """--no-database (for a database dumped another way): the key and the trusted state land beside DEST, and
+    DEST itself is left alone."""
+    settings, _ = live
+    dest = tmp_path / "dumped-elsewhere.dump"
+    report = json.loads(
+        run("backup", str(dest), "--database", settings.database, "--no-database", "--json").stdout
+    )
+    assert report["kind"] is None and not dest.exists()
+    assert Path(str(dest) + ".signing-key").is_file()
+    assert (Path(str(dest) + ".signing-key.state") / "acme.checkpoint").is_file()
