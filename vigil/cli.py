@@ -136,18 +136,21 @@ def main() -> None:
     "trusted_networks",
     "redaction_rules",
     "log_level",
+    "log_format",
+    "trusted_proxies",
+    "metrics",
+    "metrics_tenants",
 )
 def serve(**opts: Any) -> None:
     """Run the HTTP API (ingest, search, OpenAPI at /schema)."""
     import logging
 
+    from vigil.logs import configure
     from vigil.web import create_app
     from vigil.web.server import bind, run, url_of
 
     settings = _settings(**opts)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure(settings.log_level, settings.log_format)  # one format for every line the server prints
     # bind first: a port in use is one clear line, before anything starts
     sock = bind(settings.host, settings.port)
     try:
@@ -158,10 +161,9 @@ def serve(**opts: Any) -> None:
     url = url_of(sock)
 
     def announce() -> None:
-        click.echo(
+        logging.getLogger("vigil.serve").info(
             f"vigil {vigil.__version__}: serving {safe_url(settings.database)} on {url}"
-            f" (OpenAPI: {url}/schema/openapi.json)",
-            err=True,
+            f" (OpenAPI: {url}/schema/openapi.json)"
         )
 
     # The app closes the store on shutdown: uvicorn re-raises SIGTERM after its graceful shutdown, so code
@@ -176,7 +178,9 @@ def serve(**opts: Any) -> None:
             sock,
             announce,
             log_level=settings.log_level,
-            access_log=settings.log_level == "debug",
+            log_config=None,  # uvicorn's loggers print through vigil.logs, in the one format
+            access_log=False,  # the app writes its own access log (vigil.web.access), with the tenant and key id
+            proxy_headers=False,  # X-Forwarded-For is trusted only from `trusted_proxies`, by the app itself
         )
     finally:
         store.close()
@@ -503,7 +507,7 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
-from vigil import cli_demo, cli_keys  # noqa: E402, F401  (demo; keys create, list, revoke, rotate)
+from vigil import cli_demo, cli_keys, cli_ops  # noqa: E402, F401  (demo; keys create, list, revoke, rotate; backup)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their

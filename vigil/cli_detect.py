@@ -43,7 +43,7 @@ def parse_since(text: str) -> int:
     "--rule", "only", multiple=True, help="Only this rule id (repeatable); with --since, hunt with it."
 )
 @click.option("--tenant", help="With --since: only this tenant (default: every tenant).")
-@setting_options("database", "rules", "geoip_database", "trusted_networks", "log_level")
+@setting_options("database", "rules", "geoip_database", "trusted_networks", "log_level", "log_format")
 @json_option
 def detect(
     until_idle: bool,
@@ -59,14 +59,11 @@ def detect(
     Hunting never moves the engine's cursor and never raises a duplicate: a hit on events an alert already
     holds joins that alert.
     """
-    import logging
-
     from vigil.detect.loader import build_engine
+    from vigil.logs import configure
 
     settings = _settings(**opts)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure(settings.log_level, settings.log_format)  # the same lines as the server's (vigil.logs)
     if tenant and not since:
         raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
     store = _open_existing(settings)

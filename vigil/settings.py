@@ -7,6 +7,7 @@ environment, then default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ def _demo_events(text: str) -> int:
     if value < 100:
         raise ValueError("must be at least 100")
     return value
+
+
+def _networks(text: str) -> str:
+    """Comma-separated IP addresses or CIDR networks, checked and normalised (``10.0.0.1`` -> ``10.0.0.1/32``)."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if item:
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return ",".join(out)
 
 
 def _bool(text: str) -> bool:
@@ -261,6 +274,37 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")
+    ),
+    Setting(
+        "log_format",
+        str,
+        "text",
+        "How the server prints every log line, its access log included: text for people, json (one object per "
+        "line) for log shippers.",
+        choices=("text", "json"),
+    ),
+    Setting(
+        "trusted_proxies",
+        _networks,
+        "",
+        "Comma-separated addresses or CIDR networks of the reverse proxies in front of the server: from them "
+        "the client address is taken from X-Forwarded-For (and the scheme from X-Forwarded-Proto); from any "
+        "other peer those headers are ignored. Empty: they are always ignored.",
+    ),
+    Setting(
+        "metrics",
+        str,
+        "key",
+        "Who may read GET /metrics (Prometheus): key needs a key of the platform tenant (vigil) with the "
+        "metrics scope; open serves anyone who reaches the port; off removes the route.",
+        choices=("off", "open", "key"),
+    ),
+    Setting(
+        "metrics_tenants",
+        _positive_int,
+        100,
+        "Most tenants that get their own series in each per-tenant family of /metrics (those with the largest "
+        "values); every family also has an unlabelled series over all tenants.",
     ),
 )
 

@@ -33,7 +33,7 @@ def _alerts(server: ServerProcess, key: str, want: int, timeout: float = 15) -> 
     while True:
         r = httpx.get(server.url + "/v1/alerts", headers={"Authorization": f"Bearer {key}"})
         r.raise_for_status()
-        found: list[dict[str, Any]] = r.json()["alerts"]
+        found: list[dict[str, Any]] = r.json()["data"]
         if len(found) >= want or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

@@ -48,7 +48,7 @@ def _wait_for_alerts(client: Client, key: str, want: int = 1, timeout: float = 1
     while True:
         r = client.get("/v1/alerts", headers=auth(key))
         assert r.status_code == 200, r.text
-        found: list[dict[str, Any]] = r.json()["alerts"]
+        found: list[dict[str, Any]] = r.json()["data"]
         if len(found) >= want or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
@@ -91,10 +91,10 @@ def test_a_tenant_sees_only_its_own_alerts_and_the_platform_sees_all(
     _, ops = create_key(store, platform, frozenset({"security"}))
     every = _wait_for_alerts(app_client, ops, want=2)
     assert sorted(a["tenant"] for a in every) == ["acme", "globex"]
-    mine = app_client.get("/v1/alerts", headers=auth(acme_sec)).json()["alerts"]
+    mine = app_client.get("/v1/alerts", headers=auth(acme_sec)).json()["data"]
     assert [a["tenant"] for a in mine] == ["acme"]
     assert app_client.get("/v1/alerts?tenant=globex", headers=auth(acme_sec)).status_code == 403
-    only = app_client.get("/v1/alerts?tenant=globex", headers=auth(ops)).json()["alerts"]
+    only = app_client.get("/v1/alerts?tenant=globex", headers=auth(ops)).json()["data"]
     assert [a["tenant"] for a in only] == ["globex"]
     assert app_client.get("/v1/alerts?severity=P9", headers=auth(ops)).status_code == 400
 

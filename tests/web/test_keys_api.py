@@ -141,7 +141,7 @@ def test_a_tenant_admin_cannot_touch_another_tenants_keys(client: Client, acme: 
     same 404 as for a key that does not exist, and acme's key keeps working."""
     mine = client.get("/v1/keys", headers=auth(acme["other_admin"]))
     assert mine.status_code == 200
-    assert {k["tenant"] for k in mine.json()["keys"]} == {"globex"}
+    assert {k["tenant"] for k in mine.json()["data"]} == {"globex"}
     assert client.get("/v1/keys?tenant=acme", headers=auth(acme["other_admin"])).status_code == 403
     for verb in ("revoke", "rotate"):
         r = client.post(f"/v1/keys/{acme['id']}/{verb}", headers=auth(acme["other_admin"]))
@@ -163,9 +163,9 @@ def test_a_tenant_admin_cannot_touch_another_tenants_keys(client: Client, acme: 
 def test_platform_admin_manages_every_tenant(client: Client, store: Store, acme: dict[str, str]) -> None:
     """An admin key of the platform tenant lists every tenant's keys and can revoke acme's."""
     _, root = create_key(store, store.get_tenant(PLATFORM_TENANT), frozenset({"admin"}), "root")
-    listed = client.get("/v1/keys", headers=auth(root)).json()["keys"]
+    listed = client.get("/v1/keys", headers=auth(root)).json()["data"]
     assert {"acme", "globex"} <= {k["tenant"] for k in listed}
-    only = client.get("/v1/keys?tenant=acme", headers=auth(root)).json()["keys"]
+    only = client.get("/v1/keys?tenant=acme", headers=auth(root)).json()["data"]
     assert {k["tenant"] for k in only} == {"acme"}
     assert client.post(f"/v1/keys/{acme['id']}/revoke", headers=auth(root)).status_code == 200
     assert _search_ok(client, acme["key"]) == 401
@@ -213,7 +213,7 @@ def test_last_used_is_written_at_most_once_a_minute(
         assert _search_ok(client, acme["key"]) == 200
     assert ring.flush() == 0
     assert [list(w) for w in writes] == [[acme["id"]]]
-    listed = client.get("/v1/keys", headers=auth(acme["admin"])).json()["keys"]
+    listed = client.get("/v1/keys", headers=auth(acme["admin"])).json()["data"]
     used = {k["key_id"]: k["last_used_at"] for k in listed}
     assert used[acme["id"]] is not None and used[acme["id"]].startswith(
         time.strftime("%Y-%m-%d", time.gmtime())

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
     from vigil.store.detection import Alert, AlertQuery, NewAlert, RuleSetting
 
-SCOPES: tuple[str, ...] = ("ingest", "read", "admin", "security", "auditor")
+SCOPES: tuple[str, ...] = ("ingest", "read", "admin", "security", "auditor", "metrics")
 PLATFORM_TENANT = "vigil"
 """The platform's own log: every read, search, export and admin action on the logs is recorded there."""
 

@@ -161,6 +161,11 @@ class GroupCommitWriter(ABC, Generic[C]):
         """
         self._listeners.append(listener)
 
+    def waiting_events(self) -> int:
+        """Events queued for the writer and not yet committed, every tenant together (the ``/metrics`` gauge)."""
+        with self._cv:
+            return sum(self._queued.values())
+
     def writer_alive(self) -> bool:
         return not self._closed and self._writer.is_alive()
 

@@ -14,6 +14,7 @@ from vigil.ingest.intake import rfc3339
 from vigil.store.base import PLATFORM_TENANT
 from vigil.store.detection import Alert, AlertQuery
 from vigil.web.common import BEARER, errors
+from vigil.web.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_of
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -46,8 +47,10 @@ class AlertOut(msgspec.Struct):
 
 
 class AlertPage(msgspec.Struct):
-    alerts: list[AlertOut]
-    next: str | None  # pass as ?before= for the next (older) page
+    """A page of alerts, newest first; ``next_cursor`` (null on the last page) goes in ``?cursor=``."""
+
+    data: list[AlertOut]
+    next_cursor: str | None
 
 
 def alert_out(a: Alert, tenant: str) -> AlertOut:
@@ -88,14 +91,12 @@ def alert_routes(app: App) -> list[Any]:
         severity: Annotated[
             str | None, Parameter(pattern="^P[0-3]$", description="Only P0, P1, P2 or P3")
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        before: Annotated[
-            str | None, Parameter(max_length=36, description="Paging: the `next` of the previous page")
-        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> AlertPage:
-        """Alerts, newest first. A key of a customer tenant sees that tenant's alerts; a key of the platform
-        tenant (``vigil``) sees every tenant's, or one with ``?tenant=``. Needs the ``security`` or ``auditor``
-        scope. Every listing is recorded in the platform log."""
+        """Alerts, newest first, a page at a time (pass ``next_cursor`` as ``?cursor=``). A key of a customer
+        tenant sees that tenant's alerts; a key of the platform tenant (``vigil``) sees every tenant's, or one with
+        ``?tenant=``. Needs the ``security`` or ``auditor`` scope. Every listing is recorded in the platform log."""
         key = app.auth(request, "security", "auditor")
         if key.tenant == PLATFORM_TENANT:
             tenant_id = None if tenant is None else (await asyncio.to_thread(app.store.get_tenant, tenant)).id
@@ -103,8 +104,10 @@ def alert_routes(app: App) -> list[Any]:
             raise Forbidden("a tenant's key lists only its own tenant's alerts")
         else:
             tenant_id = key.tenant_id
-        query = AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit, before=before)
-        alerts = await asyncio.to_thread(app.store.list_alerts, query)
+        filters = {"tenant": tenant_id, "rule": rule, "severity": severity}
+        before = str(decode_cursor(cursor, "alerts", key.tenant_id, filters, (str,))[0]) if cursor else None
+        query = AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit + 1, before=before)
+        alerts, more = page_of(await asyncio.to_thread(app.store.list_alerts, query), limit)
         slugs = {t.id: t.slug for t in await asyncio.to_thread(app.store.list_tenants)}
         app.record_access(
             key,
@@ -112,6 +115,7 @@ def alert_routes(app: App) -> list[Any]:
             {"tenant": tenant or key.tenant, "rule": rule, "severity": severity, "count": len(alerts)},
         )
         out = [alert_out(a, slugs.get(a.tenant_id, "?")) for a in alerts]
-        return AlertPage(out, out[-1].id if len(out) == limit else None)
+        nxt = encode_cursor("alerts", key.tenant_id, filters, [out[-1].id]) if more else None
+        return AlertPage(out, nxt)
 
     return [list_alerts]

@@ -59,6 +59,7 @@ from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery, Tenant
 from vigil.store.detection import NewAlert
+from vigil.web.access import access_log, note_key, trusted_proxies
 from vigil.web.alert_routes import alert_routes
 from vigil.web.common import (
     BEARER,
@@ -72,6 +73,7 @@ from vigil.web.common import (
 )
 from vigil.web.fairness import ReadAudit, body_deadline
 from vigil.web.key_routes import key_routes
+from vigil.web.metrics import Metrics, metrics_routes
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
@@ -146,6 +148,7 @@ class App:
         self._touching: asyncio.Task[None] | None = None
         self.integrity: dict[int, str] = {}
         """Tenants whose log contradicts the trusted state (id -> what was found): no writes, no checkpoints."""
+        self.metrics = Metrics(self)
 
     @property
     def store(self) -> Store:
@@ -267,6 +270,7 @@ class App:
     def auth(self, request: Request[Any, Any, Any], *scopes: str) -> ApiKey:
         host = request.client.host if request.client else None
         key = self.keyring.authenticate(request.headers.get("authorization"), AuthThrottle.source_of(host))
+        note_key(request.scope, key)  # the access log names the key's tenant and id, never the key
         require(key, *scopes)
         if "read" in scopes:  # every read route: charged per key before the work (a search flood is refused)
             self.read_limiter.take(key.key_id)
@@ -420,6 +424,7 @@ def create_app(
         for r in bad:
             results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
         if not good:
+            app.metrics.ingested(results)
             raise _AllRejected(results)
         appended = await app.store.append_async(key.tenant_id, good, bounded=True)
         for p, a in zip(good, appended, strict=True):
@@ -430,6 +435,7 @@ def create_app(
                 seq=a.seq,
                 leaf_hash=a.leaf.hex(),
             )
+        app.metrics.ingested(results)
         return IngestResponse(len(good), len(bad), [r for r in results if r is not None])
 
     @get(
@@ -649,6 +655,7 @@ def create_app(
                 *ledger_routes(app),
                 *alert_routes(app),
                 *key_routes(app),
+                *metrics_routes(app),
             ]
         ),
         on_startup=[app.start],
@@ -660,7 +667,12 @@ def create_app(
         request_max_body_size=MAX_REQUEST_BYTES,
         debug=False,
         state=State({"vigil": app}),
+        logging_config=None,  # the framework's loggers print through the one handler (vigil.logs), not their own
     )
+    # Around everything, unmatched paths included: the client address behind a trusted proxy, then the access
+    # log and the request metrics.
+    logged = access_log(asgi.asgi_handler, app.metrics.observe)
+    asgi.asgi_handler = trusted_proxies(logged, settings.trusted_proxies)
     # The framework rebuilds component schemas from handler types; add the ones only the ingest body uses.
     doc = asgi.openapi_schema.components
     schemas: dict[str, Any] = doc.schemas if doc.schemas is not None else {}

@@ -19,8 +19,9 @@ from litestar.params import FromPath, Parameter
 from vigil import keys as lifecycle
 from vigil.auth import parse_scopes
 from vigil.errors import Forbidden, InvalidRequest
-from vigil.store.base import PLATFORM_TENANT, ApiKey
+from vigil.store.base import PLATFORM_TENANT, SCOPES, ApiKey
 from vigil.web.common import BEARER, errors
+from vigil.web.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, page_of
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -52,13 +53,16 @@ class KeyWithSecret(msgspec.Struct):
     secret: str
 
 
-class KeyList(msgspec.Struct):
-    keys: list[KeyOut]
+class KeyPage(msgspec.Struct):
+    """A page of keys, by tenant then creation; ``next_cursor`` (null on the last page) goes in ``?cursor=``."""
+
+    data: list[KeyOut]
+    next_cursor: str | None
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
     scopes: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=16)]], msgspec.Meta(min_length=1, max_length=5)
+        list[Annotated[str, msgspec.Meta(max_length=16)]], msgspec.Meta(min_length=1, max_length=len(SCOPES))
     ]
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
     tenant: Annotated[str, msgspec.Meta(max_length=63)] | None = None  # platform admin keys only
@@ -98,6 +102,10 @@ async def _body(request: Request[Any, Any, Any], struct: type[S], default: S | N
         raise InvalidRequest(f"malformed JSON body: {exc}") from None
 
 
+def _position(key: ApiKey) -> tuple[str, str, str]:
+    return (key.tenant, key.created_at, key.key_id)
+
+
 def _out(key: ApiKey) -> KeyOut:
     return msgspec.convert(lifecycle.describe(key), KeyOut)
 
@@ -127,18 +135,29 @@ def key_routes(app: App) -> list[Any]:
         tenant: Annotated[
             str | None, Parameter(max_length=63, description="Only this tenant (platform admin keys only)")
         ] = None,
-    ) -> KeyList:
-        """The keys of the caller's tenant (``admin``), with when each was created, last used and revoked.
-        An admin key of the platform tenant lists every tenant's, or one with ``?tenant=``."""
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> KeyPage:
+        """The keys of the caller's tenant (``admin``), with when each was created, last used and revoked, a
+        page at a time (pass ``next_cursor`` as ``?cursor=``). An admin key of the platform tenant lists every
+        tenant's, or one with ``?tenant=``."""
         key = app.auth(request, "admin")
         within = scope_of(key)
         if within is None:
             within = None if tenant is None else (await asyncio.to_thread(app.store.get_tenant, tenant)).id
         elif tenant is not None and tenant != key.tenant:
             raise Forbidden("a tenant's admin key lists only its own tenant's keys")
-        found = await asyncio.to_thread(app.store.list_keys, within)
-        app.record_access(key, "api_keys.listed", {"tenant": tenant or key.tenant, "count": len(found)})
-        return KeyList([_out(k) for k in found])
+        # A tenant holds few keys: the store hands them all and the page is cut here, in a total order (a key id
+        # breaks a tie of creation times), so pages neither skip nor repeat a key while keys are created.
+        found = sorted(await asyncio.to_thread(app.store.list_keys, within), key=_position)
+        filters = {"tenant": within}
+        if cursor:
+            after = tuple(str(p) for p in decode_cursor(cursor, "keys", key.tenant_id, filters, (str, str, str)))
+            found = [k for k in found if _position(k) > after]
+        page, more = page_of(found, limit)
+        app.record_access(key, "api_keys.listed", {"tenant": tenant or key.tenant, "count": len(page)})
+        nxt = encode_cursor("keys", key.tenant_id, filters, _position(page[-1])) if more else None
+        return KeyPage([_out(k) for k in page], nxt)
 
     @post(
         "/v1/keys",
