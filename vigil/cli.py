@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ import msgspec
 
 import vigil
 from vigil.errors import VigilError
-from vigil.settings import BY_NAME, Settings
+from vigil.settings import BY_NAME, Setting, Settings
 from vigil.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,26 +27,68 @@ DEMO_TENANTS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+class SettingType(click.ParamType):
+    """A setting's value on the command line, parsed exactly as its environment variable is, so ``--detect off``
+    and ``VIGIL_DETECT=off`` mean the same and a bad value is refused with what the setting allows."""
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+        self.name = setting.kind.lower()
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        if self.setting.kind == "BOOLEAN":
+            return "true|false"
+        return self.setting.metavar or self.setting.kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.setting.type(value)
+        except ValueError as exc:
+            self.fail(f"{value!r} is not valid: {exc}", param, ctx)
+
+
+def setting_help(s: Setting) -> str:
+    """A setting's --help text: what it does, its environment variable and its default (when it has one)."""
+    default = f"; default: {s.shown_default}" if s.shown_default else ""
+    return f"{s.help} [env: {s.env}{default}]"
+
+
 def setting_options(*names: str) -> Callable[[F], F]:
-    """Click options generated from the settings table (flag, help, default shown; env var named)."""
+    """Click options generated from the settings table: flag, typed value, help with env var and default."""
 
     def decorate(fn: F) -> F:
         for name in reversed(names):
             s = BY_NAME[name]
-            kwargs: dict[str, Any] = {
-                "default": None,
-                "help": f"{s.help} [env: {s.env}; default: {s.default}]",
-            }
-            if s.choices:
-                kwargs["type"] = click.Choice(s.choices, case_sensitive=False)
-            fn = click.option(s.flag, s.name, **kwargs)(fn)
+            kind: click.ParamType = (
+                click.Choice(s.choices, case_sensitive=False) if s.choices else SettingType(s)
+            )
+            fn = click.option(s.flag, s.name, type=kind, default=None, help=setting_help(s))(fn)
         return fn
 
     return decorate
 
 
 def json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON for scripts (and nothing else on standard output)."
+    )(fn)
+
+
+class _Quiet:
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextmanager
+def progress(length: int, label: str, quiet: bool = False) -> Iterator[Any]:
+    """A progress bar on standard error; none at all when ``quiet`` (``--json``: only the answer is printed)."""
+    if quiet:
+        yield _Quiet()
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -107,12 +150,13 @@ class _Group(click.Group):
 def main() -> None:
     """Vigil: tamper-evident, multi-tenant audit logs for SaaS.
 
-    Every command takes --database (a SQLite path; env VIGIL_DATABASE; default ./vigil.db).
-    Start with `vigil demo` then `vigil serve`.
+    Every command that reads or writes a log takes --database: a SQLite file path (default ./vigil.db) or a
+    PostgreSQL URL (postgresql://user:password@host/db); VIGIL_DATABASE sets it for every command. Start with
+    `vigil demo`, then `vigil serve`. `vigil COMMAND --help` explains each command.
     """
 
 
-@main.command()
+@main.command(short_help="Run the server: HTTP API, detection and checkpoints.")
 @setting_options(
     "database",
     "host",
@@ -180,7 +224,7 @@ def serve(**opts: Any) -> None:
         store.close()
 
 
-@main.command()
+@main.command(short_help="Bring the database schema up to date.")
 @setting_options("database")
 @json_option
 def migrate(database: str | None, as_json: bool) -> None:
@@ -193,12 +237,12 @@ def migrate(database: str | None, as_json: bool) -> None:
     _emit(as_json, {"schema_version": version}, f"schema is at version {version}")
 
 
-@main.group()
+@main.group(short_help="Create and list tenants.")
 def tenants() -> None:
     """Create and list tenants (one log per tenant)."""
 
 
-@tenants.command("create")
+@tenants.command("create", short_help="Create a tenant.")
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
 @setting_options("database")
@@ -217,7 +261,7 @@ def tenants_create(slug: str, name: str | None, database: str | None, as_json: b
     )
 
 
-@tenants.command("list")
+@tenants.command("list", short_help="List tenants and the size of their logs.")
 @setting_options("database")
 @json_option
 def tenants_list(database: str | None, as_json: bool) -> None:
@@ -234,7 +278,7 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     _emit(as_json, rows, text)
 
 
-@main.command()
+@main.command(short_help="Fill three demo tenants with events and attacks.")
 @click.option(
     "--events",
     "total",
@@ -283,9 +327,7 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
                 events, attacks = demo_data.generate(slug, count, days=days, seed=seed)
                 received_us = time.time_ns() // 1000
                 prepared: list[Prepared] = []
-                with click.progressbar(
-                    length=len(events), label=f"{slug:<8}", file=sys.stderr, show_pos=True
-                ) as bar:
+                with progress(len(events), f"{slug:<8}", as_json) as bar:
                     for i in range(0, len(events), 1000):
                         chunk = []
                         for raw in events[i : i + 1000]:
@@ -330,7 +372,7 @@ def demo(total: int, days: int, seed: int, database: str | None, port: int | Non
     )
 
 
-@main.command()
+@main.command(short_help="Check that every log is complete and unaltered.")
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
 @click.option(
     "--vkey",
@@ -418,9 +460,7 @@ def verify(
                     if (cp := memory.get(vkey, origin)) is not None:
                         anchors.append(Anchor(cp, f"this verifier's memory ({memory.path})"))
                 size = store.tree_size(t.id)
-                with click.progressbar(
-                    length=size, label=f"{t.slug:<12}", file=sys.stderr, show_pos=True
-                ) as bar:
+                with progress(size, f"{t.slug:<12}", as_json) as bar:
                     reports.append(verify_tenant(store, t, vkey or "", bar.update, anchors=anchors))
             except (VerificationError, VigilError) as exc:
                 text = exc.message if isinstance(exc, VigilError) else str(exc)
@@ -454,7 +494,7 @@ def _verify_indexes(store: Store, tenants: list[Any], every: bool, as_json: bool
     return verify_indexes(store, tenants, every, as_json)
 
 
-@main.command()
+@main.command(short_help="Sign a checkpoint of a tenant's log now.")
 @click.option("--tenant", required=True, help="Tenant to checkpoint.")
 @setting_options("database", "signing_key", "key_name", "state_dir")
 @json_option
@@ -480,7 +520,7 @@ def checkpoint(
     _emit(as_json, {"size": cp.size, "root": cp.root.hex(), "note": cp.note}, cp.note.rstrip("\n"))
 
 
-@main.command()
+@main.command(short_help="Export a tenant's events to a file.")
 @click.option("--tenant", required=True, help="Tenant whose log to export.")
 @click.option(
     "--format",
@@ -499,6 +539,7 @@ def checkpoint(
     "-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write."
 )
 @setting_options("database", "signing_key", "key_name", "state_dir")
+@json_option
 def export(
     tenant: str,
     fmt: str,
@@ -509,6 +550,7 @@ def export(
     signing_key: str | None,
     key_name: str | None,
     state_dir: str | None,
+    as_json: bool = False,
 ) -> None:
     """Export a tenant's events, as a verifiable bundle or plain NDJSON."""
     import os
@@ -529,9 +571,7 @@ def export(
             )
         with (
             open(tmp, "wb") as fh,
-            click.progressbar(
-                length=max(end - from_seq, 0), label="exporting", file=sys.stderr, show_pos=True
-            ) as bar,
+            progress(max(end - from_seq, 0), "exporting", as_json) as bar,
         ):
             if fmt == "bundle":
                 write_bundle(store, load_signer(settings), t, fh, from_seq, end, bar.update)
@@ -545,10 +585,18 @@ def export(
         store.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
-    click.echo(f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {output}")
+    summary = {
+        "tenant": tenant,
+        "format": fmt,
+        "from_seq": from_seq,
+        "end_seq": end,
+        "events": end - from_seq,
+        "output": output,
+    }
+    _emit(as_json, summary, f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {output}")
 
 
-@main.command("verify-bundle")
+@main.command("verify-bundle", short_help="Check an export bundle offline.")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--vkey",
@@ -587,10 +635,10 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
         )
 
 
-# The detection commands (detect, alerts, rules) live in their own module; importing it registers them.
-from vigil import cli_detect, cli_index  # noqa: E402
+# The detection commands (detect, rules, alerts) live in their own modules; importing them registers them.
+from vigil import cli_alerts, cli_detect, cli_index  # noqa: E402
 
-__all__ = ["cli_detect", "cli_index", "main"]
+__all__ = ["cli_alerts", "cli_detect", "cli_index", "main"]
 from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
 
 if __name__ == "__main__":
