@@ -72,8 +72,8 @@ def test_command_lists_never_cut_a_description(width: int) -> None:
     for path, cmd in COMMANDS:
         if not isinstance(cmd, click.Group):
             continue
-        text = _help(path, width)
-        assert "..." not in text, text
+        listing = _help(path, width).split("Commands:", 1)[1]
+        assert "..." not in listing, listing
         for name, sub in cmd.commands.items():
             short = sub.get_short_help_str(limit=30)
             assert short.endswith(".") and not short.endswith("..."), f"{name}: {short!r}"
@@ -100,11 +100,14 @@ def test_setting_flags_parse_like_their_variables() -> None:
     assert serve.make_context("serve", ["--detect", "TRUE"]).params["detect"] is True
     assert serve.make_context("serve", ["--port", "9000"]).params["port"] == 9000
     for args, words in (
-        (["--detect", "nope"], "'nope' is not valid: must be true or false (on/off, yes/no and 1/0 work too)"),
+        (
+            ["--detect", "nope"],
+            "'nope' is not valid: must be true or false (on/off, yes/no and 1/0 work too)",
+        ),
         (["--port", "99999"], "must be a TCP port, 0 to 65535"),
         (["--port", "eighty"], "must be a TCP port, 0 to 65535"),
         (["--rate-limit", "-5"], "must be a whole number, 0 or more"),
-        (["--sqlite-synchronous", "OFF"], "'OFF' is not one of 'FULL', 'NORMAL'"),
+        (["--sqlite-synchronous", "OFF"], "'OFF' is not one of 'full', 'normal'"),
     ):
         result = CliRunner().invoke(main, ["serve", *args])
         assert result.exit_code == 2, result.output

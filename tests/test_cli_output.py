@@ -65,8 +65,15 @@ def test_rule_changes_answer_in_json(demo: tuple[str, list[str]]) -> None:
     db, _ = demo
     off = pure_json("rules", "disable", "vigil.brute_force", "--tenant", "acme", "--database", db)
     assert off == {"rule": "vigil.brute_force", "tenant": "acme", "enabled": False, "params": {}}
-    tuned = pure_json("rules", "set", "vigil.brute_force", "failures=20", "--tenant", "acme", "--database", db)
-    assert tuned == {"rule": "vigil.brute_force", "tenant": "acme", "enabled": False, "params": {"failures": 20}}
+    tuned = pure_json(
+        "rules", "set", "vigil.brute_force", "failures=20", "--tenant", "acme", "--database", db
+    )
+    assert tuned == {
+        "rule": "vigil.brute_force",
+        "tenant": "acme",
+        "enabled": False,
+        "params": {"failures": 20},
+    }
     on = pure_json("rules", "enable", "vigil.brute_force", "--tenant", "acme", "--database", db)
     assert on["enabled"] is True and on["params"] == {"failures": 20}
 
@@ -81,7 +88,10 @@ def test_rules_list_shows_per_tenant_state(demo: tuple[str, list[str]]) -> None:
     assert acme["tenant"] == "acme"
     state = {r["id"]: r for r in acme["rules"]}
     assert state["vigil.mfa_disabled"]["state"] == "disabled for acme"
-    assert state["vigil.brute_force"]["state"] == "enabled" and state["vigil.brute_force"]["params"]["failures"] != 20
+    assert (
+        state["vigil.brute_force"]["state"] == "enabled"
+        and state["vigil.brute_force"]["params"]["failures"] != 20
+    )
     globex = {r["id"]: r for r in pure_json("rules", "list", "--tenant", "globex", "--database", db)["rules"]}
     assert globex["vigil.mfa_disabled"]["state"] == "enabled"
     assert globex["vigil.brute_force"]["params"]["failures"] == 20
@@ -119,7 +129,9 @@ def test_alerts_show_gives_the_alert_its_rule_and_evidence(demo: tuple[str, list
     shown = pure_json("alerts", "show", first["id"], "--database", db)
     assert shown["alert"] == first
     assert shown["rule"]["id"] == first["rule"] and shown["rule"]["runbook"]
-    assert [(e["seq"], e["id"]) for e in shown["evidence"]] == [(e["seq"], e["id"]) for e in first["evidence"]]
+    assert [(e["seq"], e["id"]) for e in shown["evidence"]] == [
+        (e["seq"], e["id"]) for e in first["evidence"]
+    ]
     assert all(e["action"] and len(e["leaf_hash"]) == 64 for e in shown["evidence"])
     text = run("alerts", "show", first["id"], "--database", db).stdout
     assert first["id"] in text and first["summary"] in text and "runbook:" in text

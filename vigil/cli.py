@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
@@ -27,7 +27,13 @@ DEMO_TENANTS: tuple[tuple[str, str, int], ...] = (
 )
 
 
-class SettingType(click.ParamType):
+if TYPE_CHECKING:  # click 8.2+ types ParamType as a generic; 8.1, which we still support, does not
+    _ParamType = click.ParamType[Any, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class SettingType(_ParamType):
     """A setting's value on the command line, parsed exactly as its environment variable is, so ``--detect off``
     and ``VIGIL_DETECT=off`` mean the same and a bad value is refused with what the setting allows."""
 
@@ -61,7 +67,7 @@ def setting_options(*names: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         for name in reversed(names):
             s = BY_NAME[name]
-            kind: click.ParamType = (
+            kind: _ParamType = (
                 click.Choice(s.choices, case_sensitive=False) if s.choices else SettingType(s)
             )
             fn = click.option(s.flag, s.name, type=kind, default=None, help=setting_help(s))(fn)
@@ -72,7 +78,10 @@ def setting_options(*names: str) -> Callable[[F], F]:
 
 def json_option(fn: F) -> F:
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print JSON for scripts (and nothing else on standard output)."
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print JSON for scripts (and nothing else on standard output).",
     )(fn)
 
 

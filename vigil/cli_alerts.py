@@ -26,7 +26,9 @@ def _table(rows: list[Any]) -> str:
     """The alerts as a table with a header; the full id, since that is what `alerts show` takes."""
     if not rows:
         return "no alerts"
-    lines = [f"{'ID':<36}  SEV  {'STATUS':<12}  {'LAST SEEN (UTC)':<19}  {'HITS':>5}  {'TENANT':<12}  RULE / SUMMARY"]
+    lines = [
+        f"{'ID':<36}  SEV  {'STATUS':<12}  {'LAST SEEN (UTC)':<19}  {'HITS':>5}  {'TENANT':<12}  RULE / SUMMARY"
+    ]
     for a in rows:
         lines.append(
             f"{a.id:<36}  {a.severity:<3}  {a.status:<12}  {_when(a.last_at):<19}  {a.hits:>5}  {a.tenant:<12}  "
@@ -64,7 +66,9 @@ def alerts_list(
     store = _open_existing(_settings(database=database))
     try:
         tenant_id = store.get_tenant(tenant).id if tenant else None
-        found = store.list_alerts(AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit))
+        found = store.list_alerts(
+            AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit)
+        )
         slugs = {t.id: t.slug for t in store.list_tenants()}
     finally:
         store.close()
@@ -88,7 +92,9 @@ def _evidence(store: Any, alert: Alert) -> list[dict[str, Any]]:
     for seq, event_id in alert.evidence:
         rows = store.read_range(alert.tenant_id, seq, seq + 1)
         if not rows:
-            out.append({"seq": seq, "id": event_id, "missing": "not in the store (purged or never committed)"})
+            out.append(
+                {"seq": seq, "id": event_id, "missing": "not in the store (purged or never committed)"}
+            )
             continue
         _, leaf, body = rows[0]
         doc = json.loads(body)
@@ -134,7 +140,9 @@ def alerts_show(alert_id: str, database: str | None, rules: str | None, as_json:
     click.echo(_show_text(out, about, evidence, rules))
 
 
-def _show_text(alert: dict[str, Any], rule: dict[str, Any] | None, evidence: list[dict[str, Any]], rules: str | None) -> str:
+def _show_text(
+    alert: dict[str, Any], rule: dict[str, Any] | None, evidence: list[dict[str, Any]], rules: str | None
+) -> str:
     group = ", ".join(f"{k}={v}" for k, v in alert["group"].items()) or "-"
     lines = [
         f"alert       {alert['id']}",
@@ -157,7 +165,9 @@ def _show_text(alert: dict[str, Any], rule: dict[str, Any] | None, evidence: lis
         if rule["runbook"]:
             lines.append(f"\nrunbook:\n{rule['runbook']}")
     lines.append(f"\nevidence ({len(evidence)} event(s)):")
-    lines.append(f"{'SEQ':>8}  {'OCCURRED AT (UTC)':<19}  {'ACTION':<24} {'OUTCOME':<8} {'ACTOR':<20} {'IP':<16} MESSAGE")
+    lines.append(
+        f"{'SEQ':>8}  {'OCCURRED AT (UTC)':<19}  {'ACTION':<24} {'OUTCOME':<8} {'ACTOR':<20} {'IP':<16} MESSAGE"
+    )
     for e in evidence:
         if "missing" in e:
             lines.append(f"{e['seq']:>8}  {e['id']}: {e['missing']}")
@@ -166,6 +176,6 @@ def _show_text(alert: dict[str, Any], rule: dict[str, Any] | None, evidence: lis
         ip = (e.get("context") or {}).get("ip") or "-"
         lines.append(
             f"{e['seq']:>8}  {_when(str(e.get('occurred_at', ''))):<19}  {e.get('action', ''):<24} "
-            f"{e.get('outcome', ''):<8} {str(actor.get('id', '-')):<20} {ip:<16} {e.get('message') or ''}"
+            f"{e.get('outcome', ''):<8} {actor.get('id', '-')!s:<20} {ip:<16} {e.get('message') or ''}"
         )
     return "\n".join(lines)

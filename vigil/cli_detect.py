@@ -83,7 +83,7 @@ def detect(
             )
             new = 0
             for t in tenants:
-                for r in engine.running:
+                for r in engine.running if only else []:  # the rules asked for by name: say why one is quiet
                     if r.generates and not engine.tenant_rules.enabled(t.slug, r):
                         click.echo(
                             f"note: {r.id} is disabled for {t.slug}: its hits raise no alert there "
@@ -146,7 +146,7 @@ def rules_list(tenant: str | None, database: str | None, as_json: bool, **opts: 
     settings = _settings(database=database, **opts)
     loaded = load_rules(settings)
     per_rule = _tenant_settings(settings, tenant) if tenant or database is not None else {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in loaded.rules:
         state = (
             "disabled: " + loaded.disabled[r.id]
@@ -323,7 +323,11 @@ def _toggle(
         store.set_rule_setting(setting)
     finally:
         store.close()
-    _emit(as_json, _setting_out(setting, tenant), f"{rule_id} {'enabled' if enabled else 'disabled'} for {tenant}")
+    _emit(
+        as_json,
+        _setting_out(setting, tenant),
+        f"{rule_id} {'enabled' if enabled else 'disabled'} for {tenant}",
+    )
 
 
 @rules.command("enable", short_help="Turn a rule back on for a tenant.")
@@ -352,7 +356,9 @@ def rules_disable(rule_id: str, tenant: str, database: str | None, rules: str | 
 @click.option("--tenant", required=True, help="Tenant slug.")
 @setting_options("database")
 @json_option
-def rules_set(rule_id: str, values: tuple[str, ...], tenant: str, database: str | None, as_json: bool) -> None:
+def rules_set(
+    rule_id: str, values: tuple[str, ...], tenant: str, database: str | None, as_json: bool
+) -> None:
     """Override a built-in rule's thresholds for a tenant: NAME=VALUE ... (values are JSON: 20, "x",
     ["10.0.0.0/8"]). A Sigma rule's thresholds are in its file."""
     from dataclasses import replace

@@ -93,8 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "./vigil.db",
         "Where the log lives: a SQLite file path or sqlite:///path (created on first use), or a PostgreSQL URL "
-        "(postgresql://user:password@host:5432/db: an existing database; Vigil creates its schemas and roles, "
-        "and needs --signing-key).",
+        "(postgresql://user:password@host:5432/db, an existing database: Vigil creates its schemas and roles).",
         metavar="PATH|URL",
     ),
     Setting("host", str, "127.0.0.1", "Address `vigil serve` listens on.", metavar="ADDRESS"),

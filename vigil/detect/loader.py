@@ -63,7 +63,9 @@ def load_rules(settings: Settings, tenant_rules: TenantRules | None = None) -> R
         out.warnings.append(NO_GEO)
         for r in BUILTIN_RULES:
             if "geo" in r.requires:
-                out.disabled[r.id] = "needs a GeoIP database (setting geoip_database)"
+                out.disabled[r.id] = (
+                    "needs a GeoIP database (setting geoip_database: --geoip-database FILE or VIGIL_GEOIP_DATABASE)"
+                )
     rules_dir = getattr(settings, "rules", "") or ""
     if rules_dir:
         out.evaluators.append(load_sigma_dir(Path(rules_dir)))
