@@ -5,99 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
 
 import vigil
+from vigil.cli_options import json_option, progress, setting_options
 from vigil.errors import VigilError
-from vigil.settings import BY_NAME, Setting, Settings
+from vigil.settings import Settings
 from vigil.store import Store, open_store
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_TENANTS: tuple[tuple[str, str, int], ...] = (
     ("acme", "Acme Corp", 50_000),
     ("globex", "Globex Corporation", 30_000),
     ("initech", "Initech", 20_000),
 )
-
-
-if TYPE_CHECKING:  # click 8.2+ types ParamType as a generic; 8.1, which we still support, does not
-    _ParamType = click.ParamType[Any, Any]
-else:
-    _ParamType = click.ParamType
-
-
-class SettingType(_ParamType):
-    """A setting's value on the command line, parsed exactly as its environment variable is, so ``--detect off``
-    and ``VIGIL_DETECT=off`` mean the same and a bad value is refused with what the setting allows."""
-
-    def __init__(self, setting: Setting) -> None:
-        self.setting = setting
-        self.name = setting.kind.lower()
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        if self.setting.kind == "BOOLEAN":
-            return "true|false"
-        return self.setting.metavar or self.setting.kind
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self.setting.type(value)
-        except ValueError as exc:
-            self.fail(f"{value!r} is not valid: {exc}", param, ctx)
-
-
-def setting_help(s: Setting) -> str:
-    """A setting's --help text: what it does, its environment variable and its default (when it has one)."""
-    default = f"; default: {s.shown_default}" if s.shown_default else ""
-    return f"{s.help} [env: {s.env}{default}]"
-
-
-def setting_options(*names: str) -> Callable[[F], F]:
-    """Click options generated from the settings table: flag, typed value, help with env var and default."""
-
-    def decorate(fn: F) -> F:
-        for name in reversed(names):
-            s = BY_NAME[name]
-            kind: _ParamType = (
-                click.Choice(s.choices, case_sensitive=False) if s.choices else SettingType(s)
-            )
-            fn = click.option(s.flag, s.name, type=kind, default=None, help=setting_help(s))(fn)
-        return fn
-
-    return decorate
-
-
-def json_option(fn: F) -> F:
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print JSON for scripts (and nothing else on standard output).",
-    )(fn)
-
-
-class _Quiet:
-    def update(self, n: int) -> None:
-        pass
-
-
-@contextmanager
-def progress(length: int, label: str, quiet: bool = False) -> Iterator[Any]:
-    """A progress bar on standard error; none at all when ``quiet`` (``--json``: only the answer is printed)."""
-    if quiet:
-        yield _Quiet()
-        return
-    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
-        yield bar
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -647,7 +571,8 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 # The detection commands (detect, rules, alerts) live in their own modules; importing them registers them.
 from vigil import cli_alerts, cli_detect, cli_index  # noqa: E402
 
-__all__ = ["cli_alerts", "cli_detect", "cli_index", "main"]
+# the option helpers stay importable from here, where command modules have always found them
+__all__ = ["cli_alerts", "cli_detect", "cli_index", "json_option", "main", "progress", "setting_options"]
 from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from typing import Any
 import click
 import msgspec
 
-from vigil.cli import _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _open_existing, _settings, main
+from vigil.cli_options import json_option, setting_options
 from vigil.detect.rules import RuleInfo
 from vigil.store.detection import Alert
 

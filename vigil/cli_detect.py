@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _emit, _open, _open_existing, _settings, main
+from vigil.cli_options import json_option, setting_options
 from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from vigil.cli import _open_existing, _settings, json_option, main, progress, setting_options
+from vigil.cli import _open_existing, _settings, main
+from vigil.cli_options import json_option, progress, setting_options
 from vigil.store import Store
 from vigil.store.base import PLATFORM_TENANT, Tenant
 from vigil.store.indexcheck import IndexStore, check_indexes, reindex

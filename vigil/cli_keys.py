@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from vigil import keys as lifecycle
-from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _emit, _open, _open_existing, _settings, main
+from vigil.cli_options import json_option, setting_options
 
 
 @main.group(short_help="Create, list, rotate and revoke API keys.")
