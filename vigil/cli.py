@@ -4,41 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 import vigil
+from vigil.cli_options import json_option, progress, setting_options
 from vigil.errors import VigilError
-from vigil.settings import BY_NAME, Settings
+from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.text import noun, plural
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def setting_options(*names: str) -> Callable[[F], F]:
-    """Click options generated from the settings table (flag, help, default shown; env var named)."""
-
-    def decorate(fn: F) -> F:
-        for name in reversed(names):
-            s = BY_NAME[name]
-            kwargs: dict[str, Any] = {
-                "default": None,
-                "help": f"{s.help} [env: {s.env}; default: {s.default}]",
-            }
-            if s.choices:
-                kwargs["type"] = click.Choice(s.choices, case_sensitive=False)
-            fn = click.option(s.flag, s.name, **kwargs)(fn)
-        return fn
-
-    return decorate
-
-
-def json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -100,12 +76,13 @@ class _Group(click.Group):
 def main() -> None:
     """Vigil: tamper-evident, multi-tenant audit logs for SaaS.
 
-    Every command takes --database (a SQLite path; env VIGIL_DATABASE; default ./vigil.db).
-    Start with `vigil demo` then `vigil serve`.
+    Every command that reads or writes a log takes --database: a SQLite file path (default ./vigil.db) or a
+    PostgreSQL URL (postgresql://user:password@host/db); VIGIL_DATABASE sets it for every command. Start with
+    `vigil demo`, then `vigil serve`. `vigil COMMAND --help` explains each command.
     """
 
 
-@main.command()
+@main.command(short_help="Run the server: HTTP API, detection and checkpoints.")
 @setting_options(
     "database",
     "host",
@@ -187,7 +164,7 @@ def serve(**opts: Any) -> None:
         sock.close()
 
 
-@main.command()
+@main.command(short_help="Bring the database schema up to date.")
 @setting_options("database")
 @json_option
 def migrate(database: str | None, as_json: bool) -> None:
@@ -200,12 +177,12 @@ def migrate(database: str | None, as_json: bool) -> None:
     _emit(as_json, {"schema_version": version}, f"schema is at version {version}")
 
 
-@main.group()
+@main.group(short_help="Create and list tenants.")
 def tenants() -> None:
     """Create and list tenants (one log per tenant)."""
 
 
-@tenants.command("create")
+@tenants.command("create", short_help="Create a tenant.")
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
 @setting_options("database")
@@ -224,7 +201,7 @@ def tenants_create(slug: str, name: str | None, database: str | None, as_json: b
     )
 
 
-@tenants.command("list")
+@tenants.command("list", short_help="List tenants and the size of their logs.")
 @setting_options("database")
 @json_option
 def tenants_list(database: str | None, as_json: bool) -> None:
@@ -246,7 +223,7 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     _emit(as_json, rows, text)
 
 
-@main.command()
+@main.command(short_help="Check that every log is complete and unaltered.")
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
 @click.option(
     "--vkey",
@@ -334,9 +311,7 @@ def verify(
                     if (cp := memory.get(vkey, origin)) is not None:
                         anchors.append(Anchor(cp, f"this verifier's memory ({memory.path})"))
                 size = store.tree_size(t.id)
-                with click.progressbar(
-                    length=size, label=f"{t.slug:<12}", file=sys.stderr, show_pos=True
-                ) as bar:
+                with progress(size, f"{t.slug:<12}", as_json) as bar:
                     reports.append(verify_tenant(store, t, vkey or "", bar.update, anchors=anchors))
             except (VerificationError, VigilError) as exc:
                 text = exc.message if isinstance(exc, VigilError) else str(exc)
@@ -370,7 +345,7 @@ def _verify_indexes(store: Store, tenants: list[Any], every: bool, as_json: bool
     return verify_indexes(store, tenants, every, as_json)
 
 
-@main.command()
+@main.command(short_help="Sign a checkpoint of a tenant's log now.")
 @click.option("--tenant", required=True, help="Tenant to checkpoint.")
 @setting_options("database", "signing_key", "key_name", "state_dir")
 @json_option
@@ -396,7 +371,7 @@ def checkpoint(
     _emit(as_json, {"size": cp.size, "root": cp.root.hex(), "note": cp.note}, cp.note.rstrip("\n"))
 
 
-@main.command()
+@main.command(short_help="Export a tenant's events to a file.")
 @click.option("--tenant", required=True, help="Tenant whose log to export.")
 @click.option(
     "--format",
@@ -415,6 +390,7 @@ def checkpoint(
     "-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write."
 )
 @setting_options("database", "signing_key", "key_name", "state_dir")
+@json_option
 def export(
     tenant: str,
     fmt: str,
@@ -425,6 +401,7 @@ def export(
     signing_key: str | None,
     key_name: str | None,
     state_dir: str | None,
+    as_json: bool = False,
 ) -> None:
     """Export a tenant's events, as a verifiable bundle or plain NDJSON."""
     import os
@@ -445,9 +422,7 @@ def export(
             )
         with (
             open(tmp, "wb") as fh,
-            click.progressbar(
-                length=max(end - from_seq, 0), label="exporting", file=sys.stderr, show_pos=True
-            ) as bar,
+            progress(max(end - from_seq, 0), "exporting", as_json) as bar,
         ):
             if fmt == "bundle":
                 write_bundle(store, load_signer(settings), t, fh, from_seq, end, bar.update)
@@ -461,10 +436,18 @@ def export(
         store.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
-    click.echo(f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {output}")
+    summary = {
+        "tenant": tenant,
+        "format": fmt,
+        "from_seq": from_seq,
+        "end_seq": end,
+        "events": end - from_seq,
+        "output": output,
+    }
+    _emit(as_json, summary, f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {output}")
 
 
-@main.command("verify-bundle")
+@main.command("verify-bundle", short_help="Check an export bundle offline.")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--vkey",
@@ -503,10 +486,11 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
         )
 
 
-# The detection commands (detect, alerts, rules) live in their own module; importing it registers them.
-from vigil import cli_detect, cli_index  # noqa: E402
+# The detection commands (detect, rules, alerts) live in their own modules; importing them registers them.
+from vigil import cli_alerts, cli_detect, cli_index  # noqa: E402
 
-__all__ = ["cli_detect", "cli_index", "main"]
+# the option helpers stay importable from here, where command modules have always found them
+__all__ = ["cli_alerts", "cli_detect", "cli_index", "json_option", "main", "progress", "setting_options"]
 from vigil import cli_demo, cli_keys, cli_ops  # noqa: E402, F401  (demo; keys create, list, revoke, rotate; backup)
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ GeoIP map so that the geo detections place the demo's addresses."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 import click
 import msgspec
 
-from vigil.cli import _open, _settings, json_option, main, safe_url, setting_options
+from vigil.cli import _open, _settings, main, safe_url
+from vigil.cli_options import json_option, progress, setting_options
 from vigil.settings import BY_NAME, Settings
 from vigil.text import noun, plural
 
@@ -23,10 +23,10 @@ DEMO_TENANTS: tuple[tuple[str, str, int], ...] = (
 _EVENTS = BY_NAME["demo_events"]
 
 
-@main.command()
+@main.command(short_help="Fill three demo tenants with planted attacks.")
 @click.option(
-    "--events",
     "--demo-events",
+    "--events",
     "demo_events",
     type=click.IntRange(min=100),
     default=None,
@@ -53,7 +53,7 @@ def demo(
     """
     settings = _settings(database=database, port=port, demo_events=demo_events)
     started = time.perf_counter()
-    out: dict[str, Any] = {"database": safe_url(settings.database), **_fill(settings, days, seed)}
+    out: dict[str, Any] = {"database": safe_url(settings.database), **_fill(settings, days, seed, as_json)}
     out["geoip_database"], geo_note = _write_geoip(settings)
     written = sum(info.get("written", 0) for info in out["tenants"].values())
     seconds = time.perf_counter() - started
@@ -75,7 +75,7 @@ def demo(
     )
 
 
-def _fill(settings: Settings, days: int, seed: int) -> dict[str, Any]:
+def _fill(settings: Settings, days: int, seed: int, quiet: bool = False) -> dict[str, Any]:
     """Each demo tenant: created if need be, filled if empty, and given a fresh key (earlier demo keys revoked)."""
     from vigil import demo as demo_data
     from vigil import keys
@@ -98,9 +98,7 @@ def _fill(settings: Settings, days: int, seed: int) -> dict[str, Any]:
             if info["events"] == 0:
                 events, attacks = demo_data.generate(slug, count, days=days, seed=seed)
                 received_us = time.time_ns() // 1000
-                with click.progressbar(
-                    length=len(events), label=f"{slug:<8}", file=sys.stderr, show_pos=True
-                ) as bar:
+                with progress(len(events), f"{slug:<8}", quiet) as bar:
                     for i in range(0, len(events), 1000):
                         chunk = []
                         for raw in events[i : i + 1000]:

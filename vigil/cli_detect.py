@@ -1,4 +1,4 @@
-"""Detection commands of the ``vigil`` CLI: ``detect``, ``alerts`` and ``rules``."""
+"""Detection commands of the ``vigil`` CLI: ``detect`` and ``rules`` (``alerts`` is in :mod:`vigil.cli_alerts`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _emit, _open, _open_existing, _settings, main
+from vigil.cli_options import json_option, setting_options
 from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
 from vigil.text import plural
@@ -34,7 +35,7 @@ def parse_since(text: str) -> int:
         raise click.BadParameter(f"{text!r}: use a duration like 30d, 12h, 90m or an RFC 3339 time") from None
 
 
-@main.command()
+@main.command(short_help="Run the detection rules over committed events.")
 @click.option(
     "--until-idle", is_flag=True, help="Process what is committed now, then exit (default: follow)."
 )
@@ -68,9 +69,8 @@ def detect(
         raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
     store = _open_existing(settings)
     try:
-        engine, rules = build_engine(store, settings, list(only) or None)
-        for w in rules.warnings:
-            click.echo(f"warning: {w}", err=True)
+        # build_engine logs the rule set's warnings (no GeoIP database, …): once, in the log's format
+        engine, _ = build_engine(store, settings, list(only) or None)
         started = time.perf_counter()
         result: dict[str, Any]
         if since is not None:
@@ -83,6 +83,13 @@ def detect(
             )
             new = 0
             for t in tenants:
+                for r in engine.running if only else []:  # the rules asked for by name: say why one is quiet
+                    if r.generates and not engine.tenant_rules.enabled(t.slug, r):
+                        click.echo(
+                            f"note: {r.id} is disabled for {t.slug}: its hits raise no alert there "
+                            f"(vigil rules enable {r.id} --tenant {t.slug})",
+                            err=True,
+                        )
                 stored = engine.hunt(t, since_us)
                 new += sum(1 for a in stored if a.new)
             result = {"mode": "hunt", "events": engine.stats.events, "alerts": new}
@@ -93,7 +100,7 @@ def detect(
         else:
             engine.start()
             click.echo(
-                f"following {store.__class__.__name__} with {plural(len(engine.rules), 'rule')}; Ctrl-C stops",
+                f"following {store.__class__.__name__} with {plural(len(engine.running), 'rule')}; Ctrl-C stops",
                 err=True,
             )
             stop = threading.Event()
@@ -105,103 +112,108 @@ def detect(
     finally:
         store.close()
     seconds = time.perf_counter() - started
+    result["rules"] = len(engine.running)
     result["seconds"] = round(seconds, 3)
     _emit(
         as_json,
         result,
-        f"{plural(result['events'], 'event')} through {plural(len(engine.rules), 'rule')} in {seconds:.1f} s: "
+        f"{plural(result['events'], 'event')} through {plural(result['rules'], 'rule')} in {seconds:.1f} s: "
         f"{plural(result['alerts'], 'new alert')}",
     )
 
 
-@main.group()
-def alerts() -> None:
-    """Alerts raised by detection."""
-
-
-@alerts.command("list")
-@click.option("--tenant", help="Only this tenant.")
-@click.option("--rule", help="Only this rule id.")
-@click.option("--severity", type=click.Choice(["P0", "P1", "P2", "P3"]), help="Only this severity.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
-@setting_options("database")
-@json_option
-def alerts_list(
-    tenant: str | None,
-    rule: str | None,
-    severity: str | None,
-    limit: int,
-    database: str | None,
-    as_json: bool,
-) -> None:
-    """Alerts, newest first."""
-    from vigil.store.detection import AlertQuery
-    from vigil.web.alert_routes import alert_out
-
-    store = _open_existing(_settings(database=database))
-    try:
-        tenant_id = store.get_tenant(tenant).id if tenant else None
-        found = store.list_alerts(
-            AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit)
-        )
-        slugs = {t.id: t.slug for t in store.list_tenants()}
-    finally:
-        store.close()
-    out = [alert_out(a, slugs.get(a.tenant_id, "?")) for a in found]
-    if as_json:
-        import msgspec
-
-        click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
-        return
-    for a in out:
-        click.echo(f"{a.severity}  {a.last_at[:19]}  {a.tenant:<12} {a.rule:<32} {a.summary}")
-    click.echo(plural(len(out), "alert"), err=True)
-
-
-@main.group()
+@main.group(short_help="List, test, lint and tune the detection rules.")
 def rules() -> None:
     """Detection rules: list them, run their examples, lint Sigma rules, set them per tenant."""
 
 
-@rules.command("list")
-@setting_options("rules", "geoip_database", "trusted_networks")
+@rules.command("list", short_help="List every rule and whether it runs.")
+@click.option(
+    "--tenant",
+    help="Show the rules as they run for this tenant: the ones it turned off and its thresholds (read from "
+    "--database).",
+)
+@setting_options("database", "rules", "geoip_database", "trusted_networks")
 @json_option
-def rules_list(as_json: bool, **opts: Any) -> None:
-    """Every rule: built-in and from the rules directory, with its severity, ATT&CK ids and state."""
+def rules_list(tenant: str | None, database: str | None, as_json: bool, **opts: Any) -> None:
+    """Every rule: built-in and from the rules directory, with its severity, ATT&CK ids and state.
+
+    With --tenant (or --database) the per-tenant settings in the database are shown too: which tenants turned a
+    rule off (`vigil rules disable`) and which thresholds they changed (`vigil rules set`).
+    """
     from vigil.detect.loader import load_rules
 
-    loaded = load_rules(_settings(**opts))
-    rows = [
-        {
-            "id": r.id,
-            "title": r.title,
-            "severity": r.severity,
-            "techniques": list(r.techniques),
-            "source": r.source,
-            "state": (
-                "disabled: " + loaded.disabled[r.id]
-                if r.id in loaded.disabled
-                else "enabled"
-                if r.generates
-                else "enabled (feeds a correlation; raises no alert of its own)"
-            ),
-            "params": r.params,
-        }
-        for r in loaded.rules
-    ]
+    settings = _settings(database=database, **opts)
+    loaded = load_rules(settings)
+    per_rule = _tenant_settings(settings, tenant) if tenant or database is not None else {}
+    rows: list[dict[str, Any]] = []
+    for r in loaded.rules:
+        state = (
+            "disabled: " + loaded.disabled[r.id]
+            if r.id in loaded.disabled
+            else "enabled"
+            if r.generates
+            else "enabled (feeds a correlation; raises no alert of its own)"
+        )
+        tenants = per_rule.get(r.id, {})
+        params = r.params
+        if tenant and tenant in tenants:
+            mine = tenants[tenant]
+            params = {**r.params, **mine["params"]}
+            if mine["enabled"] is False and r.id not in loaded.disabled:
+                state = f"disabled for {tenant}"
+        rows.append(
+            {
+                "id": r.id,
+                "title": r.title,
+                "severity": r.severity,
+                "techniques": list(r.techniques),
+                "source": r.source,
+                "state": state,
+                "params": params,
+                "tenants": tenants,
+            }
+        )
     if as_json:
-        click.echo(json.dumps({"rules": rows, "warnings": loaded.warnings}, indent=2))
+        out: dict[str, Any] = {"rules": rows, "warnings": loaded.warnings}
+        if tenant:
+            out["tenant"] = tenant
+        click.echo(json.dumps(out, indent=2))
         return
     for w in loaded.warnings:
         click.echo(f"warning: {w}", err=True)
+    click.echo(f"SEV {'RULE':<34} {'ATT&CK':<22} TITLE")
     for row in rows:
+        notes = [] if row["state"] == "enabled" else [row["state"]]
+        off = sorted(t for t, s in row["tenants"].items() if s["enabled"] is False)
+        if off and not tenant:
+            notes.append("off for " + ", ".join(off))
+        for t, s in sorted(row["tenants"].items()):
+            if s["params"]:
+                notes.append(f"{t}: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in s["params"].items()))
         click.echo(
             f"{row['severity']}  {row['id']:<34} {','.join(row['techniques']):<22} {row['title']}"
-            + ("" if row["state"] == "enabled" else f"  [{row['state']}]")
+            + "".join(f"  [{n}]" for n in notes)
         )
 
 
-@rules.command("test")
+def _tenant_settings(settings: Any, tenant: str | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """rule id -> tenant slug -> {"enabled", "params"}: what tenants changed (all tenants, or one)."""
+    store = _open_existing(settings)
+    try:
+        slugs = {t.id: t.slug for t in store.list_tenants()}
+        only = store.get_tenant(tenant).id if tenant else None
+        found = [s for s in store.rule_settings() if only is None or s.tenant_id == only]
+    finally:
+        store.close()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in found:
+        if s.tenant_id in slugs and (s.enabled is not None or s.params):
+            out.setdefault(s.rule_id, {})[slugs[s.tenant_id]] = {"enabled": s.enabled, "params": s.params}
+    return out
+
+
+@rules.command("test", short_help="Run the examples the rules carry.")
 @click.argument("path", required=False, type=click.Path(exists=True))
 @json_option
 def rules_test(path: str | None, as_json: bool) -> None:
@@ -247,7 +259,7 @@ def rules_test(path: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-@rules.command("lint")
+@rules.command("lint", short_help="Check Sigma rule files and say why any is refused.")
 @click.argument("path", type=click.Path(exists=True))
 @json_option
 def rules_lint(path: str, as_json: bool) -> None:
@@ -290,42 +302,63 @@ def _rule_setting(store: Any, tenant: str, rule_id: str) -> Any:
     return current or RuleSetting(t.id, rule_id)
 
 
-def _toggle(rule_id: str, tenant: str, database: str | None, rules_dir: str | None, enabled: bool) -> None:
+def _setting_out(setting: Any, tenant: str) -> dict[str, Any]:
+    return {
+        "rule": setting.rule_id,
+        "tenant": tenant,
+        "enabled": setting.enabled is not False,
+        "params": setting.params,
+    }
+
+
+def _toggle(
+    rule_id: str, tenant: str, database: str | None, rules_dir: str | None, enabled: bool, as_json: bool
+) -> None:
     from dataclasses import replace
 
     _known_rule(rule_id, rules_dir)
     store = _open(_settings(database=database))
     try:
-        store.set_rule_setting(replace(_rule_setting(store, tenant, rule_id), enabled=enabled))
+        setting = replace(_rule_setting(store, tenant, rule_id), enabled=enabled)
+        store.set_rule_setting(setting)
     finally:
         store.close()
-    click.echo(f"{rule_id} {'enabled' if enabled else 'disabled'} for {tenant}")
+    _emit(
+        as_json,
+        _setting_out(setting, tenant),
+        f"{rule_id} {'enabled' if enabled else 'disabled'} for {tenant}",
+    )
 
 
-@rules.command("enable")
+@rules.command("enable", short_help="Turn a rule back on for a tenant.")
 @click.argument("rule_id")
 @click.option("--tenant", required=True, help="Tenant slug.")
 @setting_options("database", "rules")
-def rules_enable(rule_id: str, tenant: str, database: str | None, rules: str | None) -> None:
-    """Turn a rule back on for a tenant."""
-    _toggle(rule_id, tenant, database, rules, True)
+@json_option
+def rules_enable(rule_id: str, tenant: str, database: str | None, rules: str | None, as_json: bool) -> None:
+    """Turn rule RULE_ID back on for a tenant."""
+    _toggle(rule_id, tenant, database, rules, True, as_json)
 
 
-@rules.command("disable")
+@rules.command("disable", short_help="Turn a rule off for a tenant.")
 @click.argument("rule_id")
 @click.option("--tenant", required=True, help="Tenant slug.")
 @setting_options("database", "rules")
-def rules_disable(rule_id: str, tenant: str, database: str | None, rules: str | None) -> None:
-    """Turn a rule off for a tenant (its hits raise no alerts for that tenant)."""
-    _toggle(rule_id, tenant, database, rules, False)
+@json_option
+def rules_disable(rule_id: str, tenant: str, database: str | None, rules: str | None, as_json: bool) -> None:
+    """Turn rule RULE_ID off for a tenant (its hits raise no alerts for that tenant)."""
+    _toggle(rule_id, tenant, database, rules, False, as_json)
 
 
-@rules.command("set")
+@rules.command("set", short_help="Override a rule's thresholds for a tenant.")
 @click.argument("rule_id")
 @click.argument("values", nargs=-1, required=True)
 @click.option("--tenant", required=True, help="Tenant slug.")
 @setting_options("database")
-def rules_set(rule_id: str, values: tuple[str, ...], tenant: str, database: str | None) -> None:
+@json_option
+def rules_set(
+    rule_id: str, values: tuple[str, ...], tenant: str, database: str | None, as_json: bool
+) -> None:
     """Override a built-in rule's thresholds for a tenant: NAME=VALUE ... (values are JSON: 20, "x",
     ["10.0.0.0/8"]). A Sigma rule's thresholds are in its file."""
     from dataclasses import replace
@@ -349,9 +382,10 @@ def rules_set(rule_id: str, values: tuple[str, ...], tenant: str, database: str 
     store = _open(_settings(database=database))
     try:
         current = _rule_setting(store, tenant, rule_id)
-        store.set_rule_setting(replace(current, params={**current.params, **params}))
+        setting = replace(current, params={**current.params, **params})
+        store.set_rule_setting(setting)
     except VigilError as exc:
         raise click.ClickException(exc.message) from None
     finally:
         store.close()
-    click.echo(f"{rule_id} for {tenant}: {json.dumps(params)}")
+    _emit(as_json, _setting_out(setting, tenant), f"{rule_id} for {tenant}: {json.dumps(params)}")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from vigil.cli import _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _open_existing, _settings, main
+from vigil.cli_options import json_option, progress, setting_options
 from vigil.store import Store
 from vigil.store.base import PLATFORM_TENANT, Tenant
 from vigil.store.indexcheck import IndexStore, check_indexes, reindex
@@ -29,7 +29,7 @@ def verify_indexes(store: Store, tenants: Sequence[Tenant], every: bool, as_json
     """Check every derived row of ``tenants`` against the ledger; print what differs and exit 1 if anything does.
     Returns what ``verify --json`` adds to its answer."""
     total = sum(store.tree_size(t.id) for t in tenants)
-    with click.progressbar(length=total, label=f"{'indexes':<12}", file=sys.stderr, show_pos=True) as bar:
+    with progress(total, f"{'indexes':<12}", as_json) as bar:
         report = check_indexes(_indexed(store), tenants, every=every, progress=bar.update, show=SHOW)
     if not report.ok:
         error = (
@@ -54,7 +54,7 @@ def verify_indexes(store: Store, tenants: Sequence[Tenant], every: bool, as_json
     return {"indexes": {"ok": True, "events": report.events, "seconds": report.seconds}}
 
 
-@main.command("reindex")
+@main.command("reindex", short_help="Rebuild the search indexes from the ledger.")
 @click.option("--tenant", help="Only this tenant (default: every tenant, and rows filed under none).")
 @setting_options("database")
 @json_option
@@ -69,7 +69,7 @@ def reindex_cmd(tenant: str | None, database: str | None, as_json: bool) -> None
     try:
         tenants = [store.get_tenant(tenant)] if tenant else store.list_tenants()
         total = sum(store.tree_size(t.id) for t in tenants)
-        with click.progressbar(length=total, label="reindexing", file=sys.stderr, show_pos=True) as bar:
+        with progress(total, "reindexing", as_json) as bar:
             report = reindex(_indexed(store), tenants, every=tenant is None, progress=bar.update)
         _record(store, tenants, report.repaired, report.events, len(report.unrepairable))
     finally:

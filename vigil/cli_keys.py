@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from vigil import keys as lifecycle
-from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main, setting_options
+from vigil.cli import _emit, _open, _open_existing, _settings, main
+from vigil.cli_options import json_option, setting_options
 
 
-@main.group()
+@main.group(short_help="Create, list, rotate and revoke API keys.")
 def keys() -> None:
     """Create, list, rotate and revoke API keys (only a hash of each secret is stored)."""
 
@@ -27,26 +28,50 @@ def _secret_text(change: lifecycle.KeyChange, what: str) -> str:
     )
 
 
-@keys.command("create")
+SCOPE_HELP: dict[str, str] = {
+    "ingest": "Send events to its tenant's log (POST /v1/events).",
+    "read": "Search and read its tenant's events, their proofs and checkpoints, and export them.",
+    "admin": "Create, rotate and revoke its tenant's keys and sign a checkpoint on demand; an admin key of the "
+    "platform tenant `vigil` manages every tenant's keys.",
+    "security": "List the alerts detection raised for its tenant; a key of the platform tenant `vigil` sees "
+    "every tenant's alerts.",
+    "auditor": "Read-only: everything read and security may see (events, proofs, checkpoints, exports, "
+    "alerts), and nothing that changes anything.",
+    "metrics": "Read the Prometheus figures at /metrics (a key of the platform tenant `vigil`), and nothing else.",
+}
+"""What each scope lets a key do; ``keys create --help`` and docs/keys.md say the same (a test compares them)."""
+
+
+class _WithScopes(click.Command):
+    """A command whose --help ends with what each scope allows."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Scopes"):
+            formatter.write_dl(list(SCOPE_HELP.items()))
+        super().format_epilog(ctx, formatter)
+
+
+@keys.command("create", cls=_WithScopes, short_help="Create an API key (its secret is shown once).")
 @click.option("--tenant", required=True, help="Tenant slug the key belongs to.")
 @click.option(
     "--scope",
     "scopes",
     default="ingest",
     show_default=True,
-    help="Comma-separated scopes: ingest, read, admin, security, auditor.",
+    help="Comma-separated scopes, some of: ingest, read, admin, security, auditor (see Scopes below).",
 )
-@click.option("--name", default="", help="A label to recognise the key by.")
+@click.option("--name", help="A label to recognise the key by (default: key-<first digits of its id>).")
 @setting_options("database")
 @json_option
-def keys_create(tenant: str, scopes: str, name: str, database: str | None, as_json: bool) -> None:
-    """Create an API key. The secret is printed once and cannot be shown again."""
+def keys_create(tenant: str, scopes: str, name: str | None, database: str | None, as_json: bool) -> None:
+    """Create an API key for a tenant, with the scopes it needs (see Scopes below). The secret is printed once
+    and cannot be shown again: Vigil stores only its hash."""
     from vigil.auth import parse_scopes
 
     store = _open(_settings(database=database))
     try:
         change = lifecycle.create(
-            store, store.get_tenant(tenant), parse_scopes(scopes), name, lifecycle.operator()
+            store, store.get_tenant(tenant), parse_scopes(scopes), name or "", lifecycle.operator()
         )
         lifecycle.record(store, [change])
     finally:
@@ -65,7 +90,7 @@ def keys_create(tenant: str, scopes: str, name: str, database: str | None, as_js
     )
 
 
-@keys.command("list")
+@keys.command("list", short_help="List API keys, never their secrets.")
 @click.option("--tenant", help="Only this tenant's keys.")
 @setting_options("database")
 @json_option
@@ -81,28 +106,35 @@ def keys_list(tenant: str | None, database: str | None, as_json: bool) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
+    """The keys as a table with a header: the id every other key command takes, and what a person checks."""
     if not rows:
         return "no keys"
 
     def when(text: str | None) -> str:
         return text[:16].replace("T", " ") if text else "-"
 
-    lines = [f"{'KEY ID':<16}  {'TENANT':<12} {'SCOPES':<18} {'CREATED':<16}  {'LAST USED':<16}  STATUS"]
-    for r in rows:
+    def status(r: dict[str, Any]) -> str:
         if r["revoked_at"]:
-            status = f"revoked {when(r['revoked_at'])}"
-        elif r["previous_secret_until"]:
-            status = f"rotated; old secret until {when(r['previous_secret_until'])}"
-        else:
-            status = "active"
+            return f"revoked {when(r['revoked_at'])}"
+        if r["previous_secret_until"]:
+            return f"rotated; old secret until {when(r['previous_secret_until'])}"
+        return "active"
+
+    statuses = [status(r) for r in rows]
+    width = max(len("STATUS"), *(len(s) for s in statuses))
+    lines = [
+        f"{'KEY ID':<16}  {'TENANT':<12} {'SCOPES':<18} {'CREATED (UTC)':<16}  {'LAST USED':<16}  "
+        f"{'STATUS':<{width}}  NAME"
+    ]
+    for r, st in zip(rows, statuses, strict=True):
         lines.append(
             f"{r['key_id']:<16}  {r['tenant']:<12} {','.join(r['scopes']):<18} {when(r['created_at']):<16}  "
-            f"{when(r['last_used_at']):<16}  {status}  {r['name']}"
+            f"{when(r['last_used_at']):<16}  {st:<{width}}  {r['name']}"
         )
     return "\n".join(lines)
 
 
-@keys.command("revoke")
+@keys.command("revoke", short_help="Revoke an API key.")
 @click.argument("key_id")
 @setting_options("database")
 @json_option
@@ -120,7 +152,7 @@ def keys_revoke(key_id: str, database: str | None, as_json: bool) -> None:
     _emit(as_json, lifecycle.describe(change.key), text)
 
 
-@keys.command("rotate")
+@keys.command("rotate", short_help="Give an API key a new secret.")
 @click.argument("key_id")
 @click.option(
     "--overlap",

@@ -151,7 +151,7 @@ def _copy_private(source: Path, target: Path) -> None:
         os.fsync(fh.fileno())
 
 
-@main.command()
+@main.command(short_help="Back up the database, key and trusted state.")
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace DEST and the copies beside it when they exist.")
 @click.option(

@@ -25,6 +25,7 @@ class Setting:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    metavar: str = ""  # what --help shows for a text value (FILE, DIR, PATH|URL); numbers name their kind
 
     @property
     def env(self) -> str:
@@ -34,16 +35,41 @@ class Setting:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def kind(self) -> str:
+        """What the value is, from its default: BOOLEAN, INTEGER, FLOAT or TEXT (as ``--help`` names it)."""
+        if isinstance(self.default, bool):  # before int: a bool is an int to Python
+            return "BOOLEAN"
+        if isinstance(self.default, int):
+            return "INTEGER"
+        if isinstance(self.default, float):
+            return "FLOAT"
+        return "TEXT"
+
+    @property
+    def shown_default(self) -> str:
+        """The default as a user would type it (``true``, not ``True``); empty when there is none."""
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"must be {what}") from None
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text, "a whole number, 0 or more")
     if value < 0:
-        raise ValueError("must be zero or more")
+        raise ValueError("must be a whole number, 0 or more")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _integer(text, "a TCP port, 0 to 65535")
     if not 0 <= value <= 65535:
         raise ValueError("must be a TCP port, 0 to 65535")
     return value
@@ -68,13 +94,17 @@ def _networks(text: str) -> str:
     return ",".join(out)
 
 
+TRUE_WORDS = ("true", "on", "yes", "1")
+FALSE_WORDS = ("false", "off", "no", "0")
+
+
 def _bool(text: str) -> bool:
     value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("0", "false", "no", "off"):
+    if value in FALSE_WORDS:
         return False
-    raise ValueError("must be true or false")
+    raise ValueError("must be true or false (on/off, yes/no and 1/0 work too)")
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -82,9 +112,11 @@ SETTINGS: tuple[Setting, ...] = (
         "database",
         str,
         "./vigil.db",
-        "Where the log lives: a SQLite file path (or sqlite:///path). Created on first use.",
+        "Where the log lives: a SQLite file path or sqlite:///path (created on first use), or a PostgreSQL URL "
+        "(postgresql://user:password@host:5432/db, an existing database: Vigil creates its schemas and roles).",
+        metavar="PATH|URL",
     ),
-    Setting("host", str, "127.0.0.1", "Address `vigil serve` listens on."),
+    Setting("host", str, "127.0.0.1", "Address `vigil serve` listens on.", metavar="ADDRESS"),
     Setting("port", _port, 8000, "TCP port `vigil serve` listens on."),
     Setting(
         "rate_limit",
@@ -216,6 +248,7 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the Ed25519 key that signs checkpoints; created (mode 0600) on first start. Empty: next "
         "to the SQLite file, as <database>.signing-key (required with a PostgreSQL URL). It never leaves the "
         "server; only the verifier key is served.",
+        metavar="FILE",
     ),
     Setting(
         "state_dir",
@@ -224,12 +257,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Directory of the server's trusted state: per tenant, the last checkpoint it signed, checked at start "
         "and before every signature so that a rewritten database is refused. Keep it outside the database, "
         "beside the signing key. Empty: <signing key>.state.",
+        metavar="DIR",
     ),
     Setting(
         "key_name",
         str,
         "vigil",
         "Name of the signing key in checkpoint signatures and in the verifier key (the signed-note key name).",
+        metavar="NAME",
     ),
     Setting(
         "checkpoint_interval",
@@ -250,6 +285,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Directory of Sigma rules (YAML, product: vigil) run beside the built-in detections. A rule that cannot "
         "be loaded stops the start with its reason.",
+        metavar="DIR",
     ),
     Setting(
         "geoip_database",
@@ -257,6 +293,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "MaxMind-format GeoIP file (GeoLite2/GeoIP2 City) for the geo detections; empty: they are disabled, "
         "with a warning at start and in `vigil rules list`.",
+        metavar="FILE",
     ),
     Setting(
         "trusted_networks",
@@ -264,6 +301,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Comma-separated CIDR networks (office, VPN egress) that the geo detections ignore, unless a tenant "
         "sets its own.",
+        metavar="CIDRS",
     ),
     Setting(
         "redaction_rules",
@@ -271,6 +309,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "JSON file of per-tenant redaction rules (more key words and patterns, allowed fields), keyed by tenant "
         'slug, "*" for all; read at start, an invalid file stops it. Empty: the built-in rules only.',
+        metavar="FILE",
     ),
     Setting(
         "log_level", str, "info", "Log level of the server.", choices=("debug", "info", "warning", "error")
@@ -361,5 +400,6 @@ def markdown_table() -> str:
     rows = ["| setting | flag | environment | default | what it does |", "|---|---|---|---|---|"]
     for s in SETTINGS:
         help_text = s.help + (f" One of: {', '.join(s.choices)}." if s.choices else "")
-        rows.append(f"| `{s.name}` | `{s.flag}` | `{s.env}` | `{s.default}` | {help_text} |")
+        default = f"`{s.shown_default}`" if s.shown_default else "(empty)"
+        rows.append(f"| `{s.name}` | `{s.flag}` | `{s.env}` | {default} | {help_text} |")
     return "\n".join(rows) + "\n"

@@ -188,3 +188,57 @@ def test_sigma_rules_can_be_turned_off_per_tenant_and_unknown_ids_are_refused(da
         "no rule 'vigil.nope'"
         in run("rules", "enable", "vigil.nope", "--tenant", "acme", "--database", database, code=2).output
     )
+
+
+def test_a_disabled_rule_is_named_disabled_with_its_reason(database: str, geoip: Path) -> None:
+    """--rule with a geo rule and no GeoIP file says the rule is disabled and why, never "no rule"; with the
+    file it runs."""
+    _seed(database)
+    off = run("detect", "--until-idle", "--rule", "vigil.impossible_travel", "--database", database, code=1)
+    said = " ".join(off.output.split())
+    assert "rule vigil.impossible_travel is disabled: it needs a GeoIP database" in said
+    assert "--geoip-database FILE or VIGIL_GEOIP_DATABASE" in said
+    assert "no rule" not in off.output
+    on = ["detect", "--until-idle", "--rule", "vigil.impossible_travel", "--geoip-database", str(geoip)]
+    assert json.loads(run(*on, "--database", database, "--json").stdout)["rules"] == 1
+
+
+def test_detect_counts_the_rules_it_ran(database: str) -> None:
+    """The summary counts the rules that ran: one with one --rule, every enabled rule without."""
+    _seed(database)
+    one = run("detect", "--since", "30d", "--rule", "vigil.mfa_disabled", "--database", database)
+    assert " events through 1 rule in " in one.stdout
+    listed = json.loads(run("rules", "list", "--json").stdout)["rules"]
+    running = [r for r in listed if not r["state"].startswith("disabled")]
+    every = json.loads(run("detect", "--until-idle", "--database", database, "--json").stdout)
+    assert every["rules"] == len(running) < len(listed)
+
+
+def test_hunting_a_rule_a_tenant_turned_off_says_so(database: str) -> None:
+    """A hunt with a rule the tenant disabled raises nothing there, and says why instead of staying silent."""
+    _seed(database)
+    run("rules", "disable", "vigil.mfa_disabled", "--tenant", "acme", "--database", database)
+    hunt = run("detect", "--since", "30d", "--rule", "vigil.mfa_disabled", "--database", database, "--json")
+    assert json.loads(hunt.stdout)["alerts"] == 0
+    assert "note: vigil.mfa_disabled is disabled for acme" in hunt.stderr
+
+
+def test_the_geoip_warning_prints_once(database: str, tmp_path: Path) -> None:
+    """A real `vigil detect` process without a GeoIP file warns about it exactly once."""
+    import subprocess
+
+    from vigil.detect.loader import NO_GEO
+    from vigil.testing import vigil_command
+
+    _seed(database)
+    done = subprocess.run(
+        vigil_command("detect", "--until-idle", "--database", database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(NO_GEO) == 1, done.stderr
+    assert " events through " in done.stdout

@@ -157,6 +157,12 @@ class Engine:
         self._wake = threading.Event()
         self._fed = 0
 
+    @property
+    def running(self) -> list[RuleInfo]:
+        """The rules this engine runs: every rule loaded, or only those it was told to (``--rule``)."""
+        only = self.tenant_rules.only
+        return [r for r in self.rules.values() if only is None or r.id in only]
+
     # -- following the log --------------------------------------------------------------------------------
 
     def _refresh_tenants(self) -> None:

@@ -64,7 +64,9 @@ def load_rules(settings: Settings, tenant_rules: TenantRules | None = None) -> R
         out.warnings.append(NO_GEO)
         for r in BUILTIN_RULES:
             if "geo" in r.requires:
-                out.disabled[r.id] = "needs a GeoIP database (setting geoip_database)"
+                out.disabled[r.id] = (
+                    "needs a GeoIP database (setting geoip_database: --geoip-database FILE or VIGIL_GEOIP_DATABASE)"
+                )
     rules_dir = getattr(settings, "rules", "") or ""
     if rules_dir:
         out.evaluators.append(load_sigma_dir(Path(rules_dir)))
@@ -100,9 +102,14 @@ def load_sigma_dir(path: Path) -> Evaluator:
 
 
 def build_engine(store: Store, settings: Settings, only: list[str] | None = None) -> tuple[Engine, RuleSet]:
-    """The engine for ``store`` with every rule the settings ask for; warnings are logged once here."""
+    """The engine for ``store`` with every rule the settings ask for (or only the ``only`` ones); warnings are
+    logged once here. A rule of ``only`` that is known but disabled (a geo rule without a GeoIP database) is a
+    ConfigError saying why."""
     tenant_rules = TenantRules(only)
     rules = load_rules(settings, tenant_rules)
+    off = [r for r in only or () if r in rules.disabled]
+    if off:  # a rule that exists but cannot run here: say why, never "no rule"
+        raise ConfigError("; ".join(f"rule {r} is disabled: it {rules.disabled[r]}" for r in off))
     for w in rules.warnings:
         log.warning(w)
     return Engine(store, rules.evaluators, tenant_rules=tenant_rules), rules

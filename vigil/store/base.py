@@ -157,6 +157,9 @@ class Store(Protocol):
         ``moves[0]`` to ``moves[1]``, in one transaction; Conflict if the cursor was not at ``moves[0]``."""
 
     def list_alerts(self, query: AlertQuery) -> list[Alert]: ...
+    def get_alert(self, alert_id: str) -> Alert | None:
+        """The alert with this id, of whichever tenant (the caller checks the tenant), or None."""
+
     def rule_settings(self) -> list[RuleSetting]: ...
     def set_rule_setting(self, setting: RuleSetting) -> None: ...
 

@@ -268,6 +268,11 @@ def list_alerts(conn: Conn, q: Sql, query: AlertQuery) -> list[Alert]:
     return [alert_of(r) for r in conn.execute(q(sql), (*params, query.limit)).fetchall()]
 
 
+def get_alert(conn: Conn, q: Sql, alert_id: str) -> Alert | None:
+    row = conn.execute(q(f"SELECT {_COLUMNS} FROM {{p}}alerts WHERE id = ?"), (alert_id,)).fetchone()
+    return None if row is None else alert_of(row)
+
+
 def rule_settings(conn: Conn, q: Sql) -> list[RuleSetting]:
     rows = conn.execute(q("SELECT tenant_id, rule_id, enabled, params FROM {p}rule_settings")).fetchall()
     return [RuleSetting(int(t), r, None if e is None else bool(e), json.loads(p)) for t, r, e, p in rows]
@@ -319,6 +324,11 @@ class DetectionRows:
     def list_alerts(self, query: AlertQuery) -> list[Alert]:
         with self._detect_read() as conn:
             return list_alerts(conn, self._sql, query)
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        """The alert with this id (of any tenant: callers scope it), or None."""
+        with self._detect_read() as conn:
+            return get_alert(conn, self._sql, alert_id)
 
     def rule_settings(self) -> list[RuleSetting]:
         with self._detect_read() as conn:

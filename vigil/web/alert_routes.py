@@ -106,7 +106,9 @@ def alert_routes(app: App) -> list[Any]:
             tenant_id = key.tenant_id
         filters = {"tenant": tenant_id, "rule": rule, "severity": severity}
         before = str(decode_cursor(cursor, "alerts", key.tenant_id, filters, (str,))[0]) if cursor else None
-        query = AlertQuery(tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit + 1, before=before)
+        query = AlertQuery(
+            tenant_id=tenant_id, rule_id=rule, severity=severity, limit=limit + 1, before=before
+        )
         alerts, more = page_of(await asyncio.to_thread(app.store.list_alerts, query), limit)
         slugs = {t.id: t.slug for t in await asyncio.to_thread(app.store.list_tenants)}
         app.record_access(

@@ -152,7 +152,9 @@ def key_routes(app: App) -> list[Any]:
         found = sorted(await asyncio.to_thread(app.store.list_keys, within), key=_position)
         filters = {"tenant": within}
         if cursor:
-            after = tuple(str(p) for p in decode_cursor(cursor, "keys", key.tenant_id, filters, (str, str, str)))
+            after = tuple(
+                str(p) for p in decode_cursor(cursor, "keys", key.tenant_id, filters, (str, str, str))
+            )
             found = [k for k in found if _position(k) > after]
         page, more = page_of(found, limit)
         app.record_access(key, "api_keys.listed", {"tenant": tenant or key.tenant, "count": len(page)})
