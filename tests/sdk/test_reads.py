@@ -17,13 +17,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sdk_support import Tenant
+from support import Keys
 
 from vigil.auth import create_key
-from vigil.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from vigil.errors import Forbidden, InvalidRequest, NotFound, RateLimited, Unauthorized
 from vigil.ledger.note import vkey as make_vkey
-from vigil.sdk import AsyncClient, Client, Reader, StoredEvent, VerificationError
+from vigil.sdk import AsyncClient, AsyncReader, Client, Reader, StoredEvent, VerificationError
 from vigil.sdk.api import check_proof
+from vigil.settings import Settings
 from vigil.store import Store
+from vigil.web import create_app
 
 
 def _record(tenant: Tenant, n: int, **fields: object) -> list[str]:
@@ -179,7 +182,8 @@ def test_export_streams_to_a_path_or_a_file(tenant: Tenant, tmp_path: Path) -> N
 
 
 def test_async_reads(tenant: Tenant, server_store: Store, tmp_path: Path) -> None:
-    """AsyncClient: ``async for`` over every page, and awaited get, proof, verify and export."""
+    """AsyncClient: ``async for`` over every page, and awaited get, proof, verify and export; set_key()
+    changes the key the reads use."""
     ids = _record(tenant, 12)
     _checkpoint(tenant, server_store)
 
@@ -195,7 +199,11 @@ def test_async_reads(tenant: Tenant, server_store: Store, tmp_path: Path) -> Non
             assert done.bytes == (tmp_path / "a.ndjson").stat().st_size > 0
             with pytest.raises(NotFound):
                 await client.get("nope")
+            client.set_key(ingest_only)  # the reads switch keys too
+            with pytest.raises(Forbidden):
+                await client.get(ids[0])
 
+    ingest_only = create_key(server_store, server_store.get_tenant(tenant.slug), frozenset({"ingest"}))[1]
     asyncio.run(main())
 
 
@@ -205,3 +213,24 @@ def test_a_closed_client_does_not_read(tenant: Tenant) -> None:
     client.close()
     with pytest.raises(RuntimeError, match="closed"):
         client.get("x")
+
+
+@pytest.mark.settings(search_rate_limit="1", search_rate_burst="2")
+def test_reads_wait_out_the_read_limit_in_process(settings: Settings, store: Store, keys: Keys) -> None:
+    """Through httpx's ASGITransport on the real app: reads over the key's read rate (429 with Retry-After)
+    wait and try again, and succeed; a reader that may not wait that long raises RateLimited with the wait."""
+    asgi = create_app(settings, store)
+
+    async def main() -> None:
+        async with asgi.lifespan():
+            transport = httpx.ASGITransport(app=asgi)
+            async with AsyncReader("http://vigil.test", keys.read, transport=transport, max_wait=5) as log:
+                for _ in range(4):
+                    assert [e async for e in log.search(order="seq")] == []
+            async with AsyncReader("http://vigil.test", keys.read, transport=transport, max_wait=0) as hasty:
+                with pytest.raises(RateLimited) as refused:
+                    for _ in range(3):
+                        [e async for e in hasty.search(order="seq")]
+                assert refused.value.retry_after >= 1
+
+    asyncio.run(main())

@@ -5,7 +5,7 @@ has ``Client`` and ``AsyncClient``.
     with Reader("https://vigil.example", "vk_…") as log:       # a key with the read (or auditor) scope
         for event in log.search(action="user.*", since=datetime(2026, 11, 1, tzinfo=UTC)):
             print(event.seq, event.action, event.actor.id)
-        log.export("november.ndjson", format="ndjson", since="2026-11-01")
+        log.export("november.ndjson", format="ndjson", since=datetime(2026, 11, 1, tzinfo=UTC))
         log.verify(event_id)                                   # raises VerificationError unless proven
 
 ``vigil.sdk.Client`` and ``AsyncClient`` carry one of these (same url and key) and offer the same methods.
@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, cast
 from urllib.parse import quote
 
 import msgspec
@@ -145,7 +145,7 @@ def _proof_params(tree_size: int | None) -> dict[str, str]:
 def _binary(destination: object) -> IO[bytes]:
     if isinstance(destination, io.TextIOBase) or not hasattr(destination, "write"):
         raise TypeError("export() writes bytes: give it a path, or a file opened in binary mode ('wb')")
-    return destination  # type: ignore[return-value]
+    return cast("IO[bytes]", destination)
 
 
 def _partial(path: Path) -> IO[bytes]:
