@@ -591,8 +591,10 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
 from vigil import cli_detect, cli_index  # noqa: E402
 
 __all__ = ["cli_detect", "cli_index", "main"]
-from vigil import cli_keys  # noqa: E402, F401  (keys create, list, revoke, rotate)
-from vigil import cli_sdk  # noqa: E402, F401  (sdk replay-dead-letters)
+from vigil import (  # noqa: E402
+    cli_keys,  # noqa: F401  (keys create, list, revoke, rotate)
+    cli_sdk,  # noqa: F401  (sdk replay-dead-letters)
+)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their

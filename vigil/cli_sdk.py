@@ -21,8 +21,8 @@ def sdk() -> None:
 
 
 def _reason(item: dict[str, Any]) -> str:
-    status, error = item.get("status"), str(item.get("error"))
-    text = error if status is None or error.startswith("HTTP ") else f"HTTP {status} {error}"
+    # a batch's refusal reads "HTTP 400: ..."; an event's own is its result ("rejected") and its errors
+    text = str(item.get("error"))
     errors = item.get("errors") or []
     if errors:
         text += ": " + "; ".join(f"{e.get('field', '?')}: {e.get('message', '')}" for e in errors)

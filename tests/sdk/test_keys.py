@@ -74,7 +74,9 @@ def test_a_refused_key_is_retried_with_backoff_never_dead_lettered(spool_dir: Pa
     assert not (spool_dir / "dead-letter.ndjson").exists()
 
 
-def test_a_restart_with_a_new_key_sends_the_spool(spool_dir: Path, tenant: Tenant, server_store: Store) -> None:
+def test_a_restart_with_a_new_key_sends_the_spool(
+    spool_dir: Path, tenant: Tenant, server_store: Store
+) -> None:
     """On the real server: a key without the ingest scope (403) keeps the events in the spool; a new client
     with a good key on the same spool directory sends them, each stored once."""
     t = server_store.get_tenant(tenant.slug)

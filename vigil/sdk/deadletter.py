@@ -129,7 +129,7 @@ def _key(line: bytes) -> bytes:
     letter = parse(line)
     if letter is not None:
         event_id = event_fields(letter.event).get("id")
-        if event_id:
+        if isinstance(event_id, str) and event_id:
             return b"id:" + event_id.encode()
     return b"line:" + line
 

@@ -150,7 +150,7 @@ def _binary(destination: object) -> IO[bytes]:
 
 def _partial(path: Path) -> IO[bytes]:
     """A temporary file beside ``path``: an export that fails never leaves a file that looks whole."""
-    return tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller, then renamed or removed
+    return tempfile.NamedTemporaryFile(
         "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
     )
 

@@ -29,7 +29,6 @@ MAX_RETRY_AFTER = 3600.0  # a server asking for more than an hour is misconfigur
 BACKOFF_BASE = 0.25  # seconds before the first retry, at most (full jitter)
 
 
-
 class Result(msgspec.Struct):
     """One event's result in an ingest answer. ``status`` is a plain string: a newer server may answer with a
     status this client does not know (it is then taken as a refusal of that event, never as stored)."""
