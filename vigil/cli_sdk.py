@@ -15,7 +15,7 @@ import click
 from vigil.cli import json_option, main
 
 
-@main.group()
+@main.group(short_help="Replay what the Python SDK dead-lettered.")
 def sdk() -> None:
     """Work with the Python SDK's spool directories (events it could not deliver)."""
 
@@ -29,12 +29,15 @@ def _reason(item: dict[str, Any]) -> str:
     return text
 
 
-@sdk.command("replay-dead-letters")
+@sdk.command("replay-dead-letters", short_help="Send dead-lettered events again, once fixed.")
 @click.argument("spool_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--url", envvar="VIGIL_URL", help="The Vigil server's base URL [env: VIGIL_URL].")
+@click.option(
+    "--url", envvar="VIGIL_URL", metavar="URL", help="The Vigil server's base URL [env: VIGIL_URL]."
+)
 @click.option(
     "--key",
     envvar="VIGIL_API_KEY",
+    metavar="KEY",
     help="A key with the ingest scope, of the tenant the events belong to [env: VIGIL_API_KEY, which "
     "keeps the key out of the process list].",
 )
