@@ -491,7 +491,12 @@ from vigil import cli_alerts, cli_detect, cli_index  # noqa: E402
 
 # the option helpers stay importable from here, where command modules have always found them
 __all__ = ["cli_alerts", "cli_detect", "cli_index", "json_option", "main", "progress", "setting_options"]
-from vigil import cli_demo, cli_keys, cli_ops  # noqa: E402, F401  (demo; keys create, list, revoke, rotate; backup)
+from vigil import (  # noqa: E402
+    cli_demo,  # noqa: F401  (demo)
+    cli_keys,  # noqa: F401  (keys create, list, revoke, rotate)
+    cli_ops,  # noqa: F401  (backup)
+    cli_sdk,  # noqa: F401  (sdk replay-dead-letters)
+)
 
 if __name__ == "__main__":
     # Run as ``python -m vigil.cli`` this file is ``__main__``, and the command modules registered their

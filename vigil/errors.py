@@ -10,7 +10,8 @@
     │   ├── AppendOnlyViolation     500  something tried to change or remove committed log data
     │   ├── IntegrityError          503  the log no longer extends a checkpoint signed earlier: no more writes
     │   ├── StoreInUse              503  another `vigil serve` holds the SQLite file (raised at start)
-    │   └── StorageFault            503  file lost, unwritable or out of space: logged once when found
+    │   ├── StorageFault            503  file lost, unwritable or out of space: logged once when found
+    │   └── (vigil.sdk.ServerUnreachable) 503  the server could not be reached for a read
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)

@@ -34,7 +34,7 @@ def test_record_returns_a_uuid7_without_touching_the_network() -> None:
     ids = [client.record(action="user.login", actor_id=f"usr_{i}") for i in range(50)]
     assert len(set(ids)) == 50
     assert all(is_uuid7(uuid.UUID(i)) for i in ids)
-    assert client.stats.sent == 0  # under batch_size, the worker waits for flush_interval
+    assert client.stats.attempts == 0  # under batch_size, the worker waits for flush_interval
     assert client.stats.queued == 50
     client.close(0.2)
 
@@ -176,12 +176,14 @@ def test_batches_by_size_and_by_time() -> None:
 def test_stats_count_stored_duplicates_and_rejected_on_the_real_server(tenant: Tenant) -> None:
     """Against the real server: a resent id is a duplicate (stored once), an invalid event is rejected."""
     with Client(tenant.url, tenant.key, flush_interval=0.05) as client:
-        ids = [client.record(action="user.login", actor_id=f"usr_{i}") for i in range(30)]
-        client.record(action="user.login", actor_id="usr_0", id=ids[0])  # a retry, as an app might do
+        at = datetime.now(UTC)
+        ids = [client.record(action="user.login", actor_id=f"usr_{i}", occurred_at=at) for i in range(30)]
+        # a retry, as an app might do: the same id and the same event (another body would be a conflict)
+        client.record(action="user.login", actor_id="usr_0", id=ids[0], occurred_at=at)
         client.record(action="user.login", actor_id="usr_x", metadata={f"k{i}": i for i in range(60)})
         assert client.flush(10)
         stats = client.stats
-    assert (stats.sent, stats.stored, stats.duplicates, stats.rejected) == (32, 30, 1, 1)
+    assert (stats.attempts, stats.stored, stats.duplicates, stats.rejected) == (32, 30, 1, 1)
     assert (stats.retries, stats.spooled, stats.dropped, stats.queued) == (0, 0, 0, 0)
     assert server_ids(tenant.url, tenant.key) == ids
 

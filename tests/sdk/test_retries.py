@@ -47,7 +47,9 @@ def test_retry_after_is_honoured_on_429_and_503() -> None:
     assert first.body == second.body == third.body
     for before, after in ((first, second), (second, third)):
         assert 0.95 <= after.at - before.at <= 3.0  # Retry-After plus at most 10% jitter, loosely
-    assert (stats.retries, stats.stored, stats.sent) == (2, 3, 9)
+    assert (stats.retries, stats.stored, stats.attempts) == (2, 3, 9)
+    with pytest.warns(DeprecationWarning, match="attempts"):
+        assert stats.sent == stats.attempts  # the old name, kept for a while
 
 
 def test_server_errors_are_retried_with_capped_jittered_backoff() -> None:
@@ -69,9 +71,10 @@ def test_server_errors_are_retried_with_capped_jittered_backoff() -> None:
     assert max(gaps) < 0.3 + 0.5  # the cap, plus scheduling slack
 
 
-@pytest.mark.parametrize("status", [408, 502, 504])
+@pytest.mark.parametrize("status", [404, 405, 408, 502, 504])
 def test_timeouts_and_gateway_errors_are_retried(status: int) -> None:
-    """408 and the other 5xx mean "later": the same batch is sent again."""
+    """408 and the other 5xx mean "later": the same batch is sent again. So do 404 and 405: the url leads
+    somewhere other than the ingest route (a proxy's path), and the events wait for that to be fixed."""
 
     def script(n: int, events: list[dict[str, Any]]) -> Any:
         return (status, {}, {"error": {"type": "x", "message": "later"}}) if n == 0 else None
@@ -110,10 +113,11 @@ def test_rejected_events_are_not_retried(spool_dir: Path, caplog: pytest.LogCapt
     assert len(logged) == 1 and "not allowed here" in logged[0]
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 413])
+@pytest.mark.parametrize("status", [400, 413, 415])
 def test_4xx_goes_to_the_dead_letter_file_without_retry(spool_dir: Path, status: int) -> None:
-    """A 4xx other than 408/429 is final for the whole batch: every event goes to dead-letter.ndjson with
-    the status and the server's message, nothing is resent, and later batches are sent as usual."""
+    """A 4xx about the request itself (not the key, not the url, not "later") is final for the whole batch:
+    every event goes to dead-letter.ndjson with the status and the server's message, nothing is resent, and
+    later batches are sent as usual."""
 
     def script(n: int, events: list[dict[str, Any]]) -> Any:
         return (status, {}, {"error": {"type": "invalid_request", "message": "no way"}}) if n == 0 else None
@@ -194,8 +198,10 @@ def test_retry_after_parsing() -> None:
         (200, "retry"),
         (302, "retry"),
         (400, "refused"),
-        (401, "refused"),
-        (404, "refused"),
+        (401, "key"),
+        (403, "key"),
+        (404, "retry"),
+        (405, "retry"),
         (408, "retry"),
         (413, "refused"),
         (415, "refused"),
@@ -206,8 +212,29 @@ def test_retry_after_parsing() -> None:
     ],
 )
 def test_what_each_status_means(status: int, kind: str) -> None:
-    """Which answers are retried and which are final (bodies here are not Vigil's: a 200 that is not an
-    ingest answer is retried, a 422 without per-event details is final)."""
+    """Which answers are retried, which wait for a new key, and which are final (bodies here are not Vigil's:
+    a 200 that is not an ingest answer is retried, a 422 without per-event details is final)."""
     answer = classify(status, "2", b"<html>not vigil</html>")
     assert answer.kind == kind
     assert answer.retry_after == (2.0 if status in (429, 503) else None)
+
+
+def test_an_unknown_per_event_status_is_never_taken_as_stored(spool_dir: Path) -> None:
+    """A result this client does not know (a newer server's ``conflict``) is a refusal of that event: counted
+    as rejected and dead-lettered with the status as its error, never as stored."""
+
+    def script(n: int, events: list[dict[str, Any]]) -> Any:
+        if n:
+            return None
+        answer = fake.vigil_answer(events)
+        answer["results"][0] = {"index": 0, "status": "conflict", "id": events[0]["id"], "seq": 7}
+        return 200, {}, answer
+
+    fake = FakeVigil(script)
+    with fake, Client(fake.url, "vk_test", spool_dir, flush_interval=0.05) as client:
+        ids = [client.record(action="user.login", actor_id=f"usr_{i}") for i in range(2)]
+        assert client.flush(5)
+        stats = client.stats
+    assert (stats.stored, stats.rejected, stats.dead_lettered) == (1, 1, 1)
+    (dead,) = _dead_letters(spool_dir)
+    assert (dead["event"]["id"], dead["error"], dead["status"]) == (ids[0], "conflict", 200)

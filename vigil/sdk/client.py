@@ -8,6 +8,9 @@
 ``record`` gives the event its UUIDv7 id at once and only puts its JSON in a queue; a background thread
 (:mod:`vigil.sdk.worker`) sends batches, retries, and keeps in the spool (:mod:`vigil.sdk.spool`) what the
 server cannot take yet. Every retry and every replay sends the same id, so the server stores each event once.
+
+The client reads too (``search``, ``get``, ``proof``, ``export``, ``verify``), on the caller's thread, through
+a :class:`vigil.sdk.reader.Reader` made at the first read with the same url and key.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
-from typing import Any
+from typing import IO, Any
 
-from vigil.model import MAX_REQUEST_EVENTS
+from vigil.model import MAX_REQUEST_EVENTS, StoredEvent
+from vigil.sdk.api import InclusionProof, Page, Verified
 from vigil.sdk.event import encode_event
+from vigil.sdk.reader import Exported, Reader
 from vigil.sdk.spool import Spool
 from vigil.sdk.transport import Transport
 from vigil.sdk.worker import ClientStats, Counters, Marker, Throttle, Worker
@@ -39,6 +44,8 @@ class Client:
     ``spool_dir``, when given, is a directory that this client alone uses (it is locked) to keep events
     through outages and restarts; without it, events wait in memory only, and are dropped (and counted) when
     ``max_queue`` of them wait already. ``compress`` gzips request bodies over 1 KiB (on the worker thread).
+    ``vkey`` pins the verifier key that :meth:`verify` checks checkpoints with (else the server's is used).
+    Reads need a key with the ``read`` (or ``auditor``) scope as well; a :class:`Reader` can have its own key.
     """
 
     def __init__(
@@ -53,11 +60,11 @@ class Client:
         timeout: float = 10.0,
         max_backoff: float = 60.0,
         compress: bool = True,
+        vkey: str | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://; got {url!r}")
-        if not isinstance(api_key, str) or not api_key:
-            raise ValueError("api_key must be a non-empty string (a key with the ingest scope)")
+        _check_key(api_key)
         if not 1 <= batch_size <= MAX_REQUEST_EVENTS:
             raise ValueError(f"batch_size must be 1 to {MAX_REQUEST_EVENTS}; got {batch_size}")
         if max_queue < batch_size:
@@ -69,6 +76,10 @@ class Client:
             raise ValueError(f"max_backoff must be 0 or more; got {max_backoff}")
         self.url = url
         self.compress = compress
+        self._api_key = api_key
+        self._timeout = timeout
+        self._vkey = vkey
+        self._reader: Reader | None = None
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._queue: deque[bytes | Marker] = deque()
@@ -229,6 +240,8 @@ class Client:
                 self._counters.add(dropped=len(late))
                 ok = False
         worker.transport.close()
+        if self._reader is not None:
+            self._reader.close()
         if self._spool is not None:
             try:
                 self._spool.close()
@@ -240,6 +253,59 @@ class Client:
 
     def _at_exit(self) -> None:
         self.close(EXIT_TIMEOUT)
+
+    def set_key(self, api_key: str) -> None:
+        """Send (and read) with a new API key from now on, for a key that was revoked or rotated.
+
+        Events that waited while the server refused the old key (401 or 403: they are never dead-lettered)
+        are sent at once, without waiting for the rest of the backoff. The key decides the tenant: give a key
+        of the same tenant.
+        """
+        _check_key(api_key)
+        with self._lock:
+            self._api_key = api_key
+            self._worker.transport.set_key(api_key)
+            if self._reader is not None:
+                self._reader.set_key(api_key)
+        self._worker.key_changed()
+
+    # -- reads (on the caller's thread) ---------------------------------------------------------------------
+
+    @property
+    def reader(self) -> Reader:
+        """The :class:`Reader` behind this client's reads (made at the first one)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._reader is None:
+                self._reader = Reader(self.url, self._api_key, vkey=self._vkey, timeout=self._timeout)
+            return self._reader
+
+    def search(self, **filters: object) -> Iterator[StoredEvent]:
+        """Every event matching the filters of ``GET /v1/events``, over all pages (see :meth:`Reader.search`)."""
+        return self.reader.search(**filters)
+
+    def search_pages(self, **filters: object) -> Iterator[Page]:
+        """Every page of a search (see :meth:`Reader.search_pages`)."""
+        return self.reader.search_pages(**filters)
+
+    def get(self, event_id: str) -> StoredEvent:
+        """One stored event by id (see :meth:`Reader.get`)."""
+        return self.reader.get(event_id)
+
+    def proof(self, event_id: str, *, tree_size: int | None = None) -> InclusionProof:
+        """The event's inclusion proof (see :meth:`Reader.proof`)."""
+        return self.reader.proof(event_id, tree_size=tree_size)
+
+    def export(
+        self, destination: str | PathLike[str] | IO[bytes], *, format: str = "ndjson", **filters: object
+    ) -> Exported:
+        """Stream an export of the log to a path or a binary file (see :meth:`Reader.export`)."""
+        return self.reader.export(destination, format=format, **filters)
+
+    def verify(self, event_id: str, *, tree_size: int | None = None, vkey: str | None = None) -> Verified:
+        """Prove the event is in the log under a signed checkpoint (see :meth:`Reader.verify`)."""
+        return self.reader.verify(event_id, tree_size=tree_size, vkey=vkey)
 
     @property
     def stats(self) -> ClientStats:
@@ -257,6 +323,11 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never the key
         state = "closed" if self._closed else "open"
         return f"<vigil.sdk.Client {self.url} {state}, {len(self._queue)} queued>"
+
+
+def _check_key(api_key: object) -> None:
+    if not isinstance(api_key, str) or not api_key or any(c in api_key for c in "\r\n"):
+        raise ValueError("api_key must be a non-empty string on one line (a key with the ingest scope)")

@@ -5,7 +5,8 @@ A spool directory holds::
     spool.lock            flock()ed by the one client that uses the directory (its pid inside, for the error)
     0000000001.spool      segments: append-only files of records, replayed in order
     0000000002.spool
-    dead-letter.ndjson    events the server refused for good, one JSON object a line (never read back)
+    dead-letter.ndjson    events the server refused for a reason of their own (see :mod:`vigil.sdk.deadletter`)
+    dead-letter.lock      held while the dead-letter file changes (a replay runs beside a live client)
 
 A record is one event, on one line: eight hex digits of the CRC-32 of the event's JSON, a space, the JSON, a
 newline. The JSON never holds a raw newline, so lines frame records, and the CRC tells a whole record from a
@@ -38,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigil.errors import ConfigError
+from vigil.sdk import deadletter
 
 LOCK_NAME = "spool.lock"
-DEAD_LETTER_NAME = "dead-letter.ndjson"
+DEAD_LETTER_NAME = deadletter.DEAD_LETTER_NAME
 SEGMENT_SUFFIX = ".spool"
 SEGMENT_BYTES = 16 * 1024 * 1024  # rotate past this size, so acknowledged records free their disk soon
 READ_CHUNK = 256 * 1024
@@ -281,12 +283,7 @@ class Spool:
 
     def dead_letter(self, lines: Sequence[bytes]) -> None:
         """Append JSON lines to ``dead-letter.ndjson`` and fsync it."""
-        fd = os.open(self.directory / DEAD_LETTER_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            _write_all(fd, b"".join(line + b"\n" for line in lines))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        deadletter.append(self.directory, lines)
 
     def close(self) -> None:
         """Sync what is unsynced, close every file and release the directory's lock."""

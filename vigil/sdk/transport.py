@@ -16,17 +16,36 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 import vigil
-from vigil.model import EventResult, IngestResponse
 
 if TYPE_CHECKING:
     import httpx
 
-RETRY_STATUSES = frozenset({408, 429})  # the 4xx that mean "later", not "never"
+# The 4xx that mean "later", not "never": 408 and 429, and 404 and 405, which say the url leads somewhere
+# other than Vigil's ingest route (a proxy's path, a typo): the events are fine, so they wait for the fix.
+RETRY_STATUSES = frozenset({404, 405, 408, 429})
+KEY_STATUSES = frozenset({401, 403})  # the key was refused: the events wait for a new one (Client.set_key)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER = 3600.0  # a server asking for more than an hour is misconfigured; ask again then
 BACKOFF_BASE = 0.25  # seconds before the first retry, at most (full jitter)
 
-_ingest_answer = msgspec.json.Decoder(IngestResponse)
+
+class Result(msgspec.Struct):
+    """One event's result in an ingest answer. ``status`` is a plain string: a newer server may answer with a
+    status this client does not know (it is then taken as a refusal of that event, never as stored)."""
+
+    index: int
+    status: str
+    id: str | None = None
+    seq: int | None = None
+    leaf_hash: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class _IngestAnswer(msgspec.Struct):
+    results: list[Result]
+
+
+_ingest_answer = msgspec.json.Decoder(_IngestAnswer)
 _error_answer = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -35,17 +54,18 @@ class Answer:
     """What became of one POST.
 
     ``kind``: ``ok`` (``results`` has the per-event results), ``retry`` (nothing is known to be stored: send
-    again after ``retry_after`` or a backoff), ``refused`` (a 4xx that will never succeed: dead-letter it),
+    again after ``retry_after`` or a backoff), ``key`` (401 or 403: the key was refused, not the events; send
+    again after a backoff or a new key), ``refused`` (a 4xx that will never succeed: dead-letter it),
     ``split`` (413 ``batch_too_large``: the batch is over the tenant's burst; send it again in smaller batches, of
     at most ``max_events`` events or ``max_bytes`` bytes). A 422 is ``ok``: every event was rejected, and
     ``results`` says why for each.
     """
 
-    kind: Literal["ok", "retry", "refused", "split"]
+    kind: Literal["ok", "retry", "key", "refused", "split"]
     status: int | None = None
     error: str = ""
     retry_after: float | None = None
-    results: list[EventResult] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
     max_events: int | None = None
     max_bytes: int | None = None
 
@@ -64,30 +84,36 @@ def import_httpx() -> Any:
 COMPRESS_OVER = 1024  # bytes; smaller bodies gain too little to be worth compressing
 
 
+USER_AGENT = f"vigil-python/{vigil.__version__}"
+
+
 class Transport:
-    """An httpx client bound to one server and one API key; used by the worker thread only."""
+    """An httpx client bound to one server and one API key; used by the worker thread only (and
+    :meth:`set_key`, from any thread)."""
 
     def __init__(self, url: str, api_key: str, timeout: float, compress: bool = True) -> None:
         self._httpx = module = import_httpx()
         self.compress = compress
         self.url = url.rstrip("/") + "/v1/events"
         self.timeout = timeout
+        self._authorization = f"Bearer {api_key}"
         self._http: httpx.Client = module.Client(
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "Content-Type": "application/json",
-                "User-Agent": f"vigil-python/{vigil.__version__}",
-            },
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
             timeout=timeout,
             follow_redirects=False,
         )
 
+    def set_key(self, api_key: str) -> None:
+        """Send with this key from the next request on (one attribute write: safe while a request runs)."""
+        self._authorization = f"Bearer {api_key}"
+
     def post(self, body: bytes, timeout: float | None = None) -> Answer:
         """POST one JSON array of events; never raises for what the network or the server does."""
-        headers = None
+        headers = {"Authorization": self._authorization}
         if self.compress and len(body) >= COMPRESS_OVER:
             # level 1: most of gzip's gain on JSON for a fraction of its time, on the worker thread
-            body, headers = gzip.compress(body, compresslevel=1), {"Content-Encoding": "gzip"}
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
         try:
             r = self._http.post(
                 self.url, content=body, headers=headers, timeout=self.timeout if timeout is None else timeout
@@ -115,7 +141,7 @@ def classify(status: int, retry_after: str | None, content: bytes) -> Answer:
     if status == 422:
         try:
             details = _error_answer.decode(content)["error"]["details"]
-            return Answer("ok", status, error, results=msgspec.convert(details, list[EventResult]))
+            return Answer("ok", status, error, results=msgspec.convert(details, list[Result]))
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError):
             return Answer("refused", status, error)
     if status == 413:
@@ -123,6 +149,10 @@ def classify(status: int, retry_after: str | None, content: bytes) -> Answer:
         if split is not None:
             return Answer("split", status, f"HTTP 413: {error}", max_events=split[0], max_bytes=split[1])
     after = parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None
+    if status in KEY_STATUSES:
+        return Answer("key", status, f"HTTP {status}: {error}")
+    if status in (404, 405):
+        return Answer("retry", status, f"HTTP {status}: {error} (is the url the Vigil server's base url?)")
     if status in RETRY_STATUSES or status >= 500:
         return Answer("retry", status, f"HTTP {status}: {error}", after)
     if 400 <= status < 500:

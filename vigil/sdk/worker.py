@@ -3,11 +3,14 @@
 Events flow one way::
 
     record() ──► queue (memory, bounded) ──► batch ──► POST /v1/events ──► stored / duplicate / rejected
-                   │ full                      │ 5xx, 408, 429, timeout, no connection:
-                   ▼                           ▼ backoff with full jitter (or the server's Retry-After)
-                 spool (disk) ◄────────────────┘ and the batch moves to the spool
-                   │
+                   │ full                      │ 5xx, 408, 429, timeout, no connection,   (rejected: to the
+                   ▼                           ▼ 401/403 (the key), 404/405 (the url):     dead-letter file)
+                 spool (disk) ◄────────────────┘ backoff with full jitter (or the server's Retry-After)
+                   │                             and the batch moves to the spool
                    └──► read back first, once the server answers again (and at the next start)
+
+A refused key never costs an event: the events wait (in the spool, or in memory without one) and go as soon as
+``Client.set_key`` gives a new key, or a new client with a good key takes the spool over.
 
 One thread does all of it, so there is at most one request in flight, batches keep the order the queue
 gave them, and a flush marker put in the queue is reached only after everything queued before it.
@@ -18,13 +21,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from vigil.model import MAX_REQUEST_BYTES
+from vigil.sdk.deadletter import DeadLetter
+from vigil.sdk.deadletter import encode as encode_letter
 from vigil.sdk.event import event_summary
 from vigil.sdk.spool import Spool
 from vigil.sdk.transport import Answer, Transport, retry_delay
@@ -55,16 +62,27 @@ class ClientStats:
     """What a client did since it started. Counts are of events unless said otherwise."""
 
     queued: int = 0  # waiting in memory now
-    sent: int = 0  # sent in a request (a retried event counts once per attempt)
-    stored: int = 0  # the server stored them
+    attempts: int = 0  # sent in a request, answered or not (a retried event counts once per attempt)
+    stored: int = 0  # the server confirmed it stored them
     duplicates: int = 0  # the server had them already (a retry or a replay of an acknowledged event)
-    rejected: int = 0  # the server rejected them (invalid); never retried, dead-lettered
-    dead_lettered: int = 0  # refused for good (rejected, or a 4xx for their whole batch)
+    rejected: int = 0  # the server refused them for a reason of their own (invalid); dead-lettered
+    dead_lettered: int = 0  # written to the dead-letter file (rejected, or a final 4xx for their batch)
     retries: int = 0  # requests that failed in a way worth retrying (5xx, 408, 429, timeout, no connection)
+    key_refused: int = 0  # requests answered 401/403: the key was refused; their events wait for a new one
     spooled: int = 0  # written to the disk spool
     replayed: int = 0  # read back from a spool left by an earlier client
     skipped: int = 0  # torn or garbled spool records, skipped
     dropped: int = 0  # lost: the queue was full, or close() came before delivery, and there was no spool
+
+    @property
+    def sent(self) -> int:
+        """Deprecated name of :attr:`attempts` (it never meant "delivered": see :attr:`stored`)."""
+        warnings.warn(
+            "ClientStats.sent is deprecated: it counts attempts; use .attempts (or .stored for delivered events)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.attempts
 
 
 class Counters:
@@ -113,9 +131,6 @@ class _Batch:
         return None in self.segments
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 class Worker:
     """The thread behind a :class:`vigil.sdk.Client`; the client only appends to ``queue`` and sets ``wake``."""
 
@@ -142,6 +157,7 @@ class Worker:
         self.max_backoff = max_backoff
         self.wake = threading.Event()  # a batch is full, a flush waits, or close() was called
         self.stopping = threading.Event()
+        self.interrupt = threading.Event()  # ends a backoff early: close(), or a new key
         self.flushers = 0  # flush() calls waiting now (changed by the client under its lock)
         self.deadline = 0.0
         self.result = False  # after the thread ends: nothing was lost at close
@@ -149,7 +165,9 @@ class Worker:
         self._after: list[Marker] = []  # markers reached behind the batch in flight or held
         self._attempt = 0  # consecutive failed attempts
         self._next_attempt = 0.0  # monotonic time before which nothing is sent
+        self._new_key = False  # set by key_changed(): the next attempt goes at once
         self._retry_warn = Throttle()
+        self._key_warn = Throttle()
         self._spool_warn = Throttle()
         self.thread = threading.Thread(target=self._run, name="vigil-sdk", daemon=True)
 
@@ -158,6 +176,13 @@ class Worker:
         self.deadline = deadline
         self.stopping.set()
         self.wake.set()
+        self.interrupt.set()
+
+    def key_changed(self) -> None:
+        """The client has a new key (the transport sends with it already): end the backoff and try now."""
+        self._new_key = True
+        self.wake.set()
+        self.interrupt.set()
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -177,6 +202,9 @@ class Worker:
     def _step(self) -> None:
         if self.spool is not None:
             self.spool.sync()  # events spilled by the app's threads (queue full) become durable here
+        if self._new_key:
+            self._new_key = False
+            self._attempt, self._next_attempt = 0, 0.0
         now = time.monotonic()
         if now < self._next_attempt:
             self._wait_for_retry(self._next_attempt - now)
@@ -194,7 +222,8 @@ class Worker:
             if not self.queue and not self.stopping.is_set():
                 self.wake.wait(min(remaining, self.flush_interval))
         else:
-            self.stopping.wait(remaining)
+            self.interrupt.wait(remaining)
+            self.interrupt.clear()
 
     def _finish(self) -> bool:
         """close(): deliver until the deadline without backoff waits, then spool (or count as dropped) the
@@ -292,8 +321,8 @@ class Worker:
         """POST one batch and act on the answer. False when it must be tried again."""
         n = len(batch.datas)
         answer = self.transport.post(b"[" + b",".join(batch.datas) + b"]", timeout)
-        self.counters.add(sent=n)
-        if answer.kind == "retry":
+        self.counters.add(attempts=n)
+        if answer.kind in ("retry", "key"):
             self._failed(batch, answer)
             return False
         if answer.kind == "split" and n > 1:
@@ -303,11 +332,11 @@ class Worker:
         self._next_attempt = 0.0
         settled = [s for s in batch.segments if s is not None]
         if answer.kind in ("refused", "split"):  # a split of one event: it can never pass
-            self._dead_letter([(d, None) for d in batch.datas], answer.status, answer.error)
+            self._dead_letter([(d, answer.error, None) for d in batch.datas], answer.status)
         else:
             by_index = {r.index: r for r in answer.results}
             stored = duplicates = 0
-            rejected: list[tuple[bytes, list[dict[str, str]] | None]] = []
+            rejected: list[tuple[bytes, str, list[dict[str, Any]] | None]] = []
             missing: list[tuple[bytes, int | None]] = []
             for i, (data, seg) in enumerate(zip(batch.datas, batch.segments, strict=True)):
                 r = by_index.get(i)
@@ -317,14 +346,19 @@ class Worker:
                     stored += 1
                 elif r.status == "duplicate":
                     duplicates += 1
-                else:
-                    rejected.append((data, r.errors))
+                else:  # rejected, or a status this client does not know (a conflict): never stored
+                    rejected.append((data, r.status, r.errors))
             self.counters.add(stored=stored, duplicates=duplicates, rejected=len(rejected))
             if rejected:
                 if self.spool is not None:  # without one, the dead-letter log line below says it all, once
-                    for data, errors in rejected:
-                        log.warning("vigil: the server rejected event %s: %s", event_summary(data), errors)
-                self._dead_letter(rejected, answer.status, "rejected")
+                    for data, status, errors in rejected:
+                        log.warning(
+                            "vigil: the server %s event %s: %s",
+                            status if status == "rejected" else f"answered {status!r} for",
+                            event_summary(data),
+                            errors,
+                        )
+                self._dead_letter(rejected, answer.status)
             if missing:
                 # the answer left some events out: nothing says they are stored, so they go round again
                 keep = _Batch([d for d, _ in missing], [s for _, s in missing])
@@ -370,19 +404,32 @@ class Worker:
         self._held = batch if self._held is None else _join(batch, self._held)
 
     def _failed(self, batch: _Batch, answer: Answer) -> None:
-        """A retryable failure: back off, and with a spool move the batch's in-memory events to disk."""
+        """A retryable failure (or a refused key): back off, and with a spool move the batch's in-memory
+        events to disk."""
         self._attempt += 1
-        self.counters.add(retries=1)
         delay = retry_delay(self._attempt, answer.retry_after, self.max_backoff)
         self._next_attempt = time.monotonic() + delay
-        if self._retry_warn.ready():
-            log.warning(
-                "vigil: %d events not delivered (%s); retrying in %.1f s%s",
-                len(batch.datas),
-                answer.error,
-                delay,
-                " (spooling meanwhile)" if self.spool is not None else "",
-            )
+        if answer.kind == "key":
+            self.counters.add(key_refused=1)
+            if self._key_warn.ready():
+                log.error(
+                    "vigil: the server refused the API key (%s); %d events wait %s and are sent again in "
+                    "%.1f s, or at once after client.set_key(new_key); none is dead-lettered",
+                    answer.error,
+                    len(batch.datas),
+                    "in the spool" if self.spool is not None else "in memory",
+                    delay,
+                )
+        else:
+            self.counters.add(retries=1)
+            if self._retry_warn.ready():
+                log.warning(
+                    "vigil: %d events not delivered (%s); retrying in %.1f s%s",
+                    len(batch.datas),
+                    answer.error,
+                    delay,
+                    " (spooling meanwhile)" if self.spool is not None else "",
+                )
         if self.spool is not None and batch.volatile():
             volatile = [d for d, s in zip(batch.datas, batch.segments, strict=True) if s is None]
             try:
@@ -451,32 +498,31 @@ class Worker:
             m.done(True)
 
     def _dead_letter(
-        self, items: list[tuple[bytes, list[dict[str, str]] | None]], status: int | None, error: str
+        self, items: list[tuple[bytes, str, list[dict[str, Any]] | None]], status: int | None
     ) -> None:
-        """Events the server refused for good: to ``dead-letter.ndjson``, or the log when there is no spool."""
+        """Events the server refused for a reason of their own, as (event, error, per-event errors): to
+        ``dead-letter.ndjson``, or the log when there is no spool."""
         at = datetime.now(UTC).isoformat()
         lines = [
-            _encode(
-                {
-                    "dead_lettered_at": at,
-                    "status": status,
-                    "error": error,
-                    **({"errors": errors} if errors else {}),
-                    "event": msgspec.Raw(data),
-                }
-            )
-            for data, errors in items
+            encode_letter(DeadLetter(at, status, error, msgspec.Raw(data), errors or None))
+            for data, error, errors in items
         ]
+        error = items[0][1] if len({e for _, e, _ in items}) == 1 else "see each event"
         self.counters.add(dead_lettered=len(items))
         if self.spool is not None:
             try:
                 self.spool.dead_letter(lines)
-                log.error("vigil: %d events refused for good (%s); see dead-letter.ndjson", len(items), error)
+                log.error(
+                    "vigil: %d events refused by the server (%s); kept in dead-letter.ndjson (send them again "
+                    "with `vigil sdk replay-dead-letters` once their cause is fixed)",
+                    len(items),
+                    error,
+                )
                 return
             except OSError as exc:
                 log.error("vigil: could not write the dead-letter file: %s", exc)
         log.error(
-            "vigil: %d events refused for good (%s) and no dead-letter file to keep them:\n%s",
+            "vigil: %d events refused by the server (%s) and no dead-letter file to keep them:\n%s",
             len(items),
             error,
             b"\n".join(lines).decode("utf-8", "replace"),
