@@ -64,14 +64,14 @@ def detect(
     )
     if tenant and not since:
         raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
+    since_us = None if since is None else parse_since(since)  # a bad time is refused before any work
     store = _open_existing(settings)
     try:
         engine, rules = build_engine(store, settings, list(only) or None)
         for w in rules.warnings:
             click.echo(f"warning: {w}", err=True)
         started = time.perf_counter()
-        if since is not None:
-            since_us = parse_since(since)
+        if since_us is not None:
             engine.tenant_rules.load(store)
             tenants = (
                 [store.get_tenant(tenant)]
