@@ -227,3 +227,12 @@ def test_the_export_is_streamed_page_by_page(
     assert len(reads) == 8 and len(sent) == 8
     assert sent[0][0] < len(reads)  # the first chunk left before the last page was read
     assert sum(n for _, n in sent) > 0
+
+
+def test_the_documented_csv_columns_are_the_columns() -> None:
+    """docs/api.md lists the CSV columns in the order the export writes them."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    listed = doc.split("The columns, in order:", 1)[1].split("\n\n", 2)[1]
+    assert [c.strip().strip("`.") for c in listed.replace("\n", " ").split(",")] == CSV_COLUMNS

@@ -118,4 +118,4 @@ def repair(conn: psycopg.Connection[Any], s: str, fixes: Sequence[Fix]) -> None:
             if isinstance(f.expected, tuple):
                 conn.execute(f"INSERT INTO {s}.event_blocks VALUES (%s, %s, %s)", (f.key, *f.expected))
     for table in _GUARDED:
-        conn.execute(f"ALTER TABLE {s}.{table} ENABLE TRIGGER append_only")
+        conn.execute(f"ALTER TABLE {s}.{table} ENABLE ALWAYS TRIGGER append_only")  # as migration 2 set it
