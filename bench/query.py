@@ -441,10 +441,16 @@ def shapes() -> list[Shape]:
         ("ip exact", lambda rng, s: SearchQuery(ip=with_ip(rng, s).context.ip)),  # type: ignore[union-attr]
         ("ip CIDR /24", cidr(24)),
         ("ip CIDR /16", cidr(16)),
-        ("actor_name (other case)", lambda rng, s: SearchQuery(actor_name=str(named(rng, s).actor.name).upper())),
+        (
+            "actor_name (other case)",
+            lambda rng, s: SearchQuery(actor_name=str(named(rng, s).actor.name).upper()),
+        ),
         ("actor_email", lambda rng, s: SearchQuery(actor_email=named(rng, s).actor.email)),
         ("ip + 7 days", lambda rng, s: _with_week(rng, SearchQuery(ip=with_ip(rng, s).context.ip), s)),  # type: ignore[union-attr]
-        ("order=seq, action prefix", lambda rng, s: SearchQuery(action=_prefix(pick(rng, s).action), order="seq")),
+        (
+            "order=seq, action prefix",
+            lambda rng, s: SearchQuery(action=_prefix(pick(rng, s).action), order="seq"),
+        ),
         ("order=seq, actor_id", lambda rng, s: SearchQuery(actor_id=pick(rng, s).actor.id, order="seq")),
     ]
 

@@ -88,8 +88,19 @@ def test_export_takes_the_search_filters_and_formats(filled: Settings, tmp_path:
     assert [(r["seq"], r["action"]) for r in rows] == [("1", "user.login"), ("3", "user.logout")]
     out = tmp_path / "net.json"
     result = run(
-        "export", "--tenant", "acme", "--format", "json", "--ip", "203.0.113.0/24", "--since", "2026-11-02",
-        "-o", str(out), "--json", *database_args(filled),
+        "export",
+        "--tenant",
+        "acme",
+        "--format",
+        "json",
+        "--ip",
+        "203.0.113.0/24",
+        "--since",
+        "2026-11-02",
+        "-o",
+        str(out),
+        "--json",
+        *database_args(filled),
     )
     assert result.exit_code == 0, said(result)
     assert [e["seq"] for e in json.loads(out.read_text())] == [2]
@@ -127,18 +138,25 @@ def test_export_of_a_log_with_a_hole_fails_and_writes_nothing(filled: Settings, 
 def test_a_bundle_refuses_filters(filled: Settings, tmp_path: Path) -> None:
     """A bundle is a contiguous slice with its proofs: a filter on it is a usage error, not ignored."""
     result = run(
-        "export", "--tenant", "acme", "--actor-id", "usr_bob", "-o", str(tmp_path / "b.zip"), *database_args(filled)
+        "export",
+        "--tenant",
+        "acme",
+        "--actor-id",
+        "usr_bob",
+        "-o",
+        str(tmp_path / "b.zip"),
+        *database_args(filled),
     )
     assert result.exit_code == 2 and "a bundle is a contiguous slice" in said(result)
 
 
 def test_search_prints_the_events_and_records_the_read(filled: Settings) -> None:
     """vigil search takes the API's filters; --json gives the stored events; the read is in the platform log."""
-    result = run("search", "--tenant", "acme", "--ip", "203.0.113.0/24", "--json", *database_args(filled))
+    result = run("search", "--tenant", "acme", "--ip", "203.0.113.0/24", "--json", *_db(filled))
     assert result.exit_code == 0, said(result)
     out = json.loads(result.stdout)
     assert [e["seq"] for e in out["data"]] == [2, 0] and out["more"] is False
-    text = run("search", "--tenant", "acme", "--since", "2026-11-03", *database_args(filled))
+    text = run("search", "--tenant", "acme", "--since", "2026-11-03", *_db(filled))
     assert text.exit_code == 0 and "user.logout" in text.stdout and "1 event" in text.stdout
     from vigil.store import open_store
 
@@ -162,9 +180,11 @@ def test_search_prints_the_events_and_records_the_read(filled: Settings) -> None
         (("detect", "--since", "soon", "--tenant", "acme"), "is not a time"),
     ],
 )
-def test_times_and_addresses_are_read_one_way_everywhere(filled: Settings, args: tuple[str, ...], says: str) -> None:
+def test_times_and_addresses_are_read_one_way_everywhere(
+    filled: Settings, args: tuple[str, ...], says: str
+) -> None:
     """The CLI refuses what the API refuses, with the same words."""
-    result = run(*args, *database_args(filled))
+    result = run(*args, *_db(filled))
     assert result.exit_code != 0 and says in said(result), said(result)
 
 
@@ -174,7 +194,7 @@ def test_detect_since_takes_a_bare_date(filled: Settings) -> None:
     from vigil.times import parse_time
 
     assert parse_since("2026-12-01") == parse_time("2026-12-01T00:00:00Z")
-    result = run("detect", "--since", "2026-11-01", "--tenant", "acme", "--json", *database_args(filled))
+    result = run("detect", "--since", "2026-11-01", "--tenant", "acme", "--json", *_db(filled))
     assert result.exit_code == 0, said(result)
 
 
@@ -195,9 +215,28 @@ def _platform_exports(database: str, settings: Settings) -> list[dict[str, Any]]
 def test_export_is_recorded_in_the_platform_log(filled: Settings, tmp_path: Path) -> None:
     """An export made with the CLI is recorded as the API records one (format, range, filters), by the operator."""
     result = run(
-        "export", "--tenant", "acme", "--format", "csv", "--action", "user.*", "-o", str(tmp_path / "x.csv"),
+        "export",
+        "--tenant",
+        "acme",
+        "--format",
+        "csv",
+        "--action",
+        "user.*",
+        "-o",
+        str(tmp_path / "x.csv"),
         *database_args(filled),
     )
     assert result.exit_code == 0, said(result)
     (record,) = _platform_exports(filled.database, filled)
-    assert record["metadata"] == {"via": "cli", "format": "csv", "from_seq": 0, "to_seq": 4, "action": "user.*"}
+    assert record["metadata"] == {
+        "via": "cli",
+        "format": "csv",
+        "from_seq": 0,
+        "to_seq": 4,
+        "action": "user.*",
+    }
+
+
+def _db(settings: Settings) -> list[str]:
+    """--database alone, for the commands that sign nothing."""
+    return ["--database", settings.database]

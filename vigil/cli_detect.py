@@ -15,6 +15,7 @@ from vigil.cli import _emit, _open, _open_existing, _settings, json_option, main
 from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
 
+
 def parse_since(text: str) -> int:
     """``--since`` as microseconds since the epoch, read as everywhere else (:func:`vigil.times.parse_time`)."""
     from vigil.times import parse_time

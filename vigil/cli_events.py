@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
@@ -190,7 +190,12 @@ def export(
                     fh.write(chunk)
         if not to_stdout:
             os.replace(tmp, output)  # never leave a half-written export under the real name
-        _record(store, "audit_log.exported", tenant, {"format": fmt, "from_seq": from_seq, "to_seq": end, **filters})
+        _record(
+            store,
+            "audit_log.exported",
+            tenant,
+            {"format": fmt, "from_seq": from_seq, "to_seq": end, **filters},
+        )
     except VigilError as exc:
         raise click.ClickException(exc.message) from None
     finally:
@@ -207,7 +212,7 @@ def export(
 
 
 @contextlib.contextmanager
-def _target(output: str, tmp: str) -> Iterator[IO[bytes]]:
+def _target(output: str, tmp: str) -> Iterator[BinaryIO]:
     if output == "-":
         out = sys.stdout.buffer
         yield out

@@ -35,7 +35,7 @@ EXTENSIONS = {"csv": "csv", "json": "json", "ndjson": "ndjson", "bundle": "zip"}
 CHUNK = 10_000  # seqs per read of an unfiltered export
 PAGE = 1000  # events per search page of a filtered export
 
-_NESTED = {"actor": Actor, "context": Context}
+_NESTED: dict[str, type[msgspec.Struct]] = {"actor": Actor, "context": Context}
 _AS_JSON = ("targets", "changes", "metadata")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is a formula to a spreadsheet: it gets a leading ``'`` (OWASP's advice)."""

@@ -55,7 +55,7 @@ def parse_time(text: str, *, now_us: int | None = None, name: str = "time") -> i
             if sep:
                 digits = re.match(r"\d+", frac_zone)
                 frac = digits.group(0) if digits else ""
-                value = f"{head}.{frac[:6].ljust(6, '0')}{frac_zone[len(frac):]}"
+                value = f"{head}.{frac[:6].ljust(6, '0')}{frac_zone[len(frac) :]}"
             value = value[:10] + "T" + value[11:]  # RFC 3339 allows "t" and " " there
             dt = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
         else:

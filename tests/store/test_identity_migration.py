@@ -84,33 +84,3 @@ def test_stored_events_gain_their_identity_columns(store: Store, settings: Setti
         assert N + 3 in _seqs(migrated, tenant.id, actor_name="USER 3")
     finally:
         migrated.close()
-
-
-def test_the_append_only_guard_is_back_after_the_backfill_and_a_reindex(store: Store, settings: Settings) -> None:
-    """The backfill and a repair lift the append-only trigger for their own transaction only: on PostgreSQL it
-    comes back firing ALWAYS (also under session_replication_role = replica), as migration 2 set it."""
-    if "://" not in settings.database:
-        import pytest
-
-        pytest.skip("PostgreSQL's trigger firing modes")
-    from vigil.store.indexcheck import reindex
-
-    tenant = store.create_tenant("acme")
-    store.append(tenant.id, _events()[:20])
-    store.close()
-    _downgrade(settings.database, tenant.id)
-    migrated = open_store(settings.database, settings)
-    try:
-        reindex(migrated, migrated.list_tenants())  # type: ignore[arg-type]
-        migrated.repair_index(tenant.id, [])  # type: ignore[attr-defined]
-    finally:
-        migrated.close()
-    import psycopg
-
-    with psycopg.connect(settings.database) as pg:
-        modes = pg.execute(
-            "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND t.tgname = 'append_only'",
-            (f"tenant_{tenant.id}",),
-        ).fetchall()
-    assert modes and all(mode == "A" for _, mode in modes), modes

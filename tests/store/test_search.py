@@ -37,7 +37,11 @@ def _fill(store: SQLiteStore, n: int, seed: int) -> tuple[int, list[dict[str, ob
             "actor": {
                 "id": f"u{rng.randint(0, 9)}",
                 **({"name": rng.choice(NAMES)} if rng.random() < 0.7 else {}),
-                **({"email": rng.choice(["zoe@acme.example", "Zoe@ACME.example", "ann@acme.example"])} if rng.random() < 0.6 else {}),
+                **(
+                    {"email": rng.choice(["zoe@acme.example", "Zoe@ACME.example", "ann@acme.example"])}
+                    if rng.random() < 0.6
+                    else {}
+                ),
             },
             **({"context": {"ip": rng.choice([*IPS, "not-an-ip"])}} if rng.random() < 0.8 else {}),
             "outcome": rng.choice(["success", "failure"]),

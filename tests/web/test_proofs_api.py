@@ -257,7 +257,9 @@ def test_ndjson_export_lines_are_the_canonical_bytes_with_seq_and_leaf_hash(
     lines = [json.loads(line) for line in r.content.split(b"\n")[:-1]]
     assert [line["seq"] for line in lines] == list(range(12))
     assert [line["leaf_hash"] for line in lines] == [res["leaf_hash"] for res in results]
-    leaves = [rfc8785.dumps({k: v for k, v in line.items() if k not in ("seq", "leaf_hash")}) for line in lines]
+    leaves = [
+        rfc8785.dumps({k: v for k, v in line.items() if k not in ("seq", "leaf_hash")}) for line in lines
+    ]
     assert leaves == stored
     hashes = [hashlib.sha256(b"\x00" + leaf).hexdigest() for leaf in leaves]
     assert hashes == [res["leaf_hash"] for res in results]

@@ -278,8 +278,16 @@ def test_search_by_actor_name_and_email_ignores_case(client: Client, keys: Keys)
         ("since=2026-11-04", ["report.exported", "user.mfa.disabled"]),
         ("until=2026-11-02", ["user.login", "user.login"]),
         ("since=2026-11-04T12:00:00%2B00:00", ["report.exported", "user.mfa.disabled"]),
-        ("since=36500d", ["report.exported", "user.mfa.disabled", "invoice.updated", "invoice.created"]
-         + ["user.login", "user.login"]),
+        (
+            "since=36500d",
+            [
+                "report.exported",
+                "user.mfa.disabled",
+                "invoice.updated",
+                "invoice.created",
+                *["user.login"] * 2,
+            ],
+        ),
         ("since=1h", []),
     ],
 )

@@ -2,8 +2,9 @@
 
 The Merkle tree proves the events' canonical bytes; searches never read them, they read *derived* rows: the
 columns an event's row is filtered on (tenant, id, occurred time, action, category, outcome, actor, and the
-identity columns: the address of ``context.ip``, the actor's folded name and e-mail), its target rows, the full-text index and the blocks of the time index. An attacker who can write the database can hide an
-event from search (delete its words), plant it into another word's results, or file it under another tenant,
+identity columns: the address of ``context.ip``, the actor's folded name and e-mail), its target rows, the
+full-text index and the blocks of the time index. An attacker who can write the database can hide an event from
+search (delete its words), plant it into another word's results, or file it under another tenant,
 and the tree still verifies. So this module recomputes every derived value from the canonical bytes and compares
 it with what the store holds, tenant by tenant, in ``seq`` order, as streams: memory stays bounded whatever the
 size of the log.
@@ -57,7 +58,19 @@ Target = tuple[str, str, int]
 
 
 EventRow = tuple[
-    int, int | None, object, int, int | None, str, str, str, str, bytes | None, str | None, str | None, bytes,
+    int,
+    int | None,
+    object,
+    int,
+    int | None,
+    str,
+    str,
+    str,
+    str,
+    bytes | None,
+    str | None,
+    str | None,
+    bytes,
     str | None,
 ]
 """An event row as a store hands it over: (seq, *the derived columns in :class:`Columns` order, body, indexed

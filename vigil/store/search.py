@@ -178,9 +178,10 @@ def search_sql(
     d: Dialect, q: SearchQuery, lo: int, hi: int, tenant: list[Any], base: int = 0
 ) -> tuple[str, list[Any]]:
     """The SELECT (key, leaf_hash, body, occurred) of one page, or in newest order of one batch of blocks, with
-    its parameters (``base``: the tenant's first key, which the cursor's seq is counted from): in log order the rows come in key order and stop at the limit; in newest order they are
-    sorted by time, and the time column's own index is kept out of the plan (the blocks narrowed the time
-    already; walking that index from the top would read every newer event of the tenant)."""
+    its parameters (``base``: the tenant's first key, which the cursor's seq is counted from). In log order the
+    rows come in key order and stop at the limit; in newest order they are sorted by time, and the time column's
+    own index is kept out of the plan (the blocks narrowed the time already; walking that index from the top
+    would read every newer event of the tenant)."""
     m, k = d.mark, d.key
     newest = q.order == "newest"
     occ = f"+e.{d.occurred}" if newest else f"e.{d.occurred}"
@@ -295,7 +296,7 @@ def newest_page(
     while head is not None:
         if len(best) > limit and best[limit][3] > head[1]:
             break  # every block left ends before the page's last row
-        batch = []
+        batch: list[int] = []
         while head is not None and len(batch) < size:
             batch.append(head[0])
             head = next(blocks, None)
@@ -328,7 +329,7 @@ def _by_latest(
     page, key = 8, None
     while True:
         after = f" AND (max_occurred, block) < ({m}, {m})" if key else ""
-        extra = [key[1], key[0]] if key else []
+        extra: list[Any] = [key[1], key[0]] if key else []
         got = run(
             f"SELECT block, max_occurred FROM {d.blocks} WHERE {where}{after} "
             f"ORDER BY max_occurred DESC, block DESC LIMIT {m}",

@@ -170,9 +170,7 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                 step = _python_steps().get(version)
                 if step is not None:
                     step(conn)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, now_text())
-                )
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, now_text()))
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:

@@ -78,7 +78,9 @@ def cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[tuple[int, i
         raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
     if not isinstance(seq, int) or not isinstance(snap, int) or not isinstance(at, int):
         raise InvalidRequest("cursor is not one this server gave out")
-    if not 0 <= seq <= snap < MAX_SIZE or not -_MAX_US < at < _MAX_US:  # forged: a store's integers are 64 bits
+    if (
+        not 0 <= seq <= snap < MAX_SIZE or not -_MAX_US < at < _MAX_US
+    ):  # forged: a store's integers are 64 bits
         raise InvalidRequest("cursor is not one this server gave out")
     return (at, seq), snap
 
@@ -188,7 +190,9 @@ def search_routes(app: App) -> list[Any]:
         if len(entity_type) > 64 or len(entity_id) > 256:
             raise InvalidRequest("entity type is at most 64 characters and id at most 256")
         query = SearchQuery(target_type=entity_type, target_id=entity_id, limit=limit)
-        page = await asyncio.to_thread(app.store.search, key.tenant_id, with_cursor(query, cursor, key.tenant_id))
+        page = await asyncio.to_thread(
+            app.store.search, key.tenant_id, with_cursor(query, cursor, key.tenant_id)
+        )
         app.record_access(
             key,
             "audit_log.entity.viewed",
