@@ -32,6 +32,13 @@ FILTERS: dict[str, str] = {
 MAX_LENGTH = {"action": 130, "target_type": 64, "ip": 64, "q": 512, "since": 64, "until": 64}
 """The longest value of each filter (256 for the rest): no stored value is longer."""
 
+PATTERNS = {
+    "since": r"^(\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2}))?|\d{1,9}[smhdw])$",
+    "until": r"^(\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2}))?|\d{1,9}[smhdw])$",
+    "ip": r"^[0-9A-Fa-f:.]+(/\d{1,3})?$",
+}
+"""The shape of the filters that have one, for the OpenAPI document (the values are then checked in full)."""
+
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 CATEGORIES: tuple[str, ...] = get_args(Category)
 

@@ -14,7 +14,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from vigil.errors import InvalidRequest
-from vigil.filters import FILTERS, MAX_LENGTH, given, make_query
+from vigil.filters import FILTERS, MAX_LENGTH, PATTERNS, given, make_query
 from vigil.model import StoredEvent, stored_json
 from vigil.store.base import Page, SearchQuery
 from vigil.web.common import BEARER, errors, json_response
@@ -27,7 +27,9 @@ _MAX_US = 1 << 62  # far beyond any time an event can carry (years 1 to 9999 are
 
 
 def _text(name: str) -> Any:
-    return Parameter(description=FILTERS[name], max_length=MAX_LENGTH.get(name, 256))
+    return Parameter(
+        description=FILTERS[name], max_length=MAX_LENGTH.get(name, 256), pattern=PATTERNS.get(name)
+    )
 
 
 # The filter parameters, one definition for the search and the export (the names are FILTERS').
