@@ -74,7 +74,7 @@ def test_export_to_standard_output_writes_no_file_named_dash(
     assert result.exit_code == 0, said(result)
     lines = [json.loads(line) for line in result.stdout_bytes.splitlines()]
     assert [e["seq"] for e in lines] == [0, 1, 2, 3] and all(len(e["leaf_hash"]) == 64 for e in lines)
-    assert "wrote ndjson of acme: 4 events" in result.stderr
+    assert "wrote ndjson of acme seqs 0..3 to standard output (4 events)" in result.stderr
     assert not (tmp_path / "-").exists()
 
 

@@ -204,7 +204,7 @@ def export(
             os.unlink(tmp)
     where = "standard output" if to_stdout else output
     summary = {"tenant": tenant, "format": fmt, "from_seq": from_seq, "to_seq": end, "events": written}
-    text = f"wrote {fmt} of {tenant}: {written} events of seqs {from_seq}..{end - 1} to {where}"
+    text = f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {where} ({written} events)"
     if to_stdout:  # the data owns standard output: the summary goes to standard error
         click.echo(json.dumps(summary) if as_json else text, err=True)
     else:

@@ -27,9 +27,10 @@ _MAX_US = 1 << 62  # far beyond any time an event can carry (years 1 to 9999 are
 
 
 def _text(name: str) -> Any:
-    return Parameter(
-        description=FILTERS[name], max_length=MAX_LENGTH.get(name, 256), pattern=PATTERNS.get(name)
-    )
+    # the pattern only documents the shape: the framework would refuse a mismatch before our check, whose
+    # message says what is wrong
+    extra = {"pattern": PATTERNS[name]} if name in PATTERNS else None
+    return Parameter(description=FILTERS[name], max_length=MAX_LENGTH.get(name, 256), schema_extra=extra)
 
 
 # The filter parameters, one definition for the search and the export (the names are FILTERS').
