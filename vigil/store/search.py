@@ -48,6 +48,9 @@ class Dialect:
         str, ...
     ]  # extra conditions naming the tenant ("tenant_id = ?"), with the tenant id as param
     text: TextClause
+    hints: bool = (
+        False  # "+column" keeps a text column's index out of a plan (SQLite; PostgreSQL has no text "+")
+    )
 
 
 def search_words(text: str) -> list[str]:
@@ -175,16 +178,28 @@ def tail_sql(d: Dialect) -> str:
 
 
 def search_sql(
-    d: Dialect, q: SearchQuery, lo: int, hi: int, tenant: list[Any], base: int = 0
+    d: Dialect,
+    q: SearchQuery,
+    lo: int,
+    hi: int,
+    tenant: list[Any],
+    base: int = 0,
+    *,
+    by_key: bool = False,
+    range_index: bool = True,
 ) -> tuple[str, list[Any]]:
     """The SELECT (key, leaf_hash, body, occurred) of one page, or in newest order of one batch of blocks, with
     its parameters (``base``: the tenant's first key, which the cursor's seq is counted from). In log order the
     rows come in key order and stop at the limit; in newest order they are sorted by time, and the time column's
     own index is kept out of the plan (the blocks narrowed the time already; walking that index from the top
-    would read every newer event of the tenant)."""
+    would read every newer event of the tenant). ``by_key``: newest order's filters, in descending key order
+    (the probe of :func:`newest_page`). ``range_index=False`` keeps the indexes of the range filters (an action
+    prefix, a CIDR block) out of the plan: for a small key range the key itself is the better way in, while the
+    range index would read every match of the tenant and sort them."""
     m, k = d.mark, d.key
     newest = q.order == "newest"
     occ = f"+e.{d.occurred}" if newest else f"e.{d.occurred}"
+    plus = "" if range_index or not d.hints else "+"
     where = [c.replace("?", m).replace("tenant_id", "e.tenant_id") for c in d.tenant] + [
         f"e.{k} BETWEEN {m} AND {m}"
     ]
@@ -219,12 +234,12 @@ def search_sql(
             where.append(f"e.ip = {m}")
             params.append(first)
         else:
-            where.append(f"e.ip >= {m} AND e.ip <= {m}")
+            where.append(f"{plus}e.ip >= {m} AND {plus}e.ip <= {m}")
             params += [first, last]
     if q.action is not None:
         if q.action.endswith(".*"):
             prefix = q.action[:-1]
-            where.append(f"e.action >= {m} AND e.action < {m}")
+            where.append(f"{plus}e.action >= {m} AND {plus}e.action < {m}")
             params += [prefix, prefix[:-1] + "/"]  # "/" sorts right after "."
         else:
             where.append(f"e.action = {m}")
@@ -246,6 +261,8 @@ def search_sql(
         where.append(clause)
         params += text_params
     order = f"{occ} DESC, e.{k} DESC" if newest else f"{order_col} ASC"
+    if by_key:
+        order = f"{order_col} DESC"
     sql = (
         f"SELECT e.{k}, e.leaf_hash, e.body, e.{d.occurred} FROM {source} WHERE {' AND '.join(where)} "
         f"ORDER BY {order} LIMIT {m}"
@@ -261,6 +278,7 @@ Runner = Callable[[str, list[Any]], list[Row]]
 
 FIRST_BATCH = 1  # blocks in the first batch after the tail
 GROWTH = 4  # each batch this many times the last: a rare match costs a few statements, not one per block
+RANGE_INDEX_KEYS = 64 << TILE_HEIGHT  # batches smaller than 64 blocks read a prefix or CIDR filter by key
 
 
 def newest_page(
@@ -274,6 +292,13 @@ def newest_page(
     read (no event there can rank above it), so the page is exact however the times are spread."""
     lo, hi = base, base + snapshot
     limit = q.limit
+    if q.since_us is None and q.until_us is None and q.filtered():
+        # A rare filter has its few matches found fastest by the log-order plan: when it finds no more than a
+        # page, they are all, and only need sorting. (With times, the blocks narrow better than this would.)
+        found = run(*search_sql(d, q, lo, hi, tenant, base, by_key=True))
+        if len(found) <= limit:
+            found.sort(key=lambda r: (r[3], r[0]), reverse=True)
+            return found, None
     m = d.mark
     where_t = " AND ".join(c.replace("?", m) for c in d.tenant) or "TRUE"
     rows = run(f"SELECT max(block) FROM {d.blocks} WHERE {where_t}", list(tenant))
@@ -282,7 +307,7 @@ def newest_page(
     best: list[Row] = []
 
     def take(a: int, b: int) -> None:
-        sql, params = search_sql(d, q, a, b, tenant, base)
+        sql, params = search_sql(d, q, a, b, tenant, base, range_index=b - a >= RANGE_INDEX_KEYS)
         best.extend(run(sql, params))
         best.sort(key=lambda r: (r[3], r[0]), reverse=True)
         del best[limit + 1 :]

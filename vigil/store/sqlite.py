@@ -640,6 +640,7 @@ DIALECT = Dialect(
     blocks="event_blocks",
     tenant=("tenant_id = ?",),
     text=_fts_clause,
+    hints=True,
 )
 
 
