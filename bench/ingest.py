@@ -46,6 +46,7 @@ from vigil.ingest.intake import Prepared, prepare_batch
 from vigil.ledger.merkle import CompactRange
 from vigil.ledger.tiles import TILE_HEIGHT
 from vigil.store import open_store
+from vigil.store.search import search_columns
 from vigil.store.sqlite import SEQ_BITS, SQLiteStore
 
 GOAL = 0.6
@@ -198,6 +199,7 @@ def prepare_rows(
                     ev.actor.id,
                     p.body,
                     p.leaf,
+                    *search_columns(ev),
                 )
             )
             targets.extend((tenant_id, t.id, t.type, rid) for t in ev.targets)
@@ -241,7 +243,7 @@ def run_baseline(
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             "INSERT INTO events (rid, tenant_id, id, occurred_at, action, category, outcome, "
-            "actor_id, body, leaf_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "actor_id, body, leaf_hash, ip, actor_name, actor_email) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         if targets:
@@ -314,6 +316,7 @@ def run_pg_baseline(
                 p.body,
                 p.leaf,
                 p.text,
+                *search_columns(p.event),
             )
             for seq, p in enumerate(chunk, start)
         ]
@@ -335,7 +338,7 @@ def run_pg_baseline(
                 cur.execute(f'SET LOCAL ROLE "{writer}"')
                 with cur.copy(
                     f"COPY {s}.events (seq, received_us, id, occurred_us, action, category, outcome, "
-                    "actor_id, body, leaf_hash, search) FROM STDIN"
+                    "actor_id, body, leaf_hash, search, ip, actor_name, actor_email) FROM STDIN"
                 ) as copy:
                     for row in rows:
                         copy.write_row(row)

@@ -38,6 +38,7 @@ goal. Query plans:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import random
 import re
@@ -176,12 +177,13 @@ def _pg_done_mark(n: int) -> str:
     return f"{PG_MARK}: complete, {n} events in {TENANT} and {PG_OTHERS} other tenants"
 
 
-def pg_open_or_build(admin_url: str, n: int, seed: int) -> str:
-    """The URL of ``vigil_bench_query_<n>`` on the admin URL's server, built first unless a complete one exists."""
+def pg_open_or_build(admin_url: str, n: int, seed: int, name: str | None = None) -> str:
+    """The URL of ``name`` (default ``vigil_bench_query_<n>``) on the admin URL's server, built first unless a
+    complete one exists."""
     import psycopg
     from psycopg import sql
 
-    name = f"vigil_bench_query_{n}"
+    name = name or f"vigil_bench_query_{n}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         row = admin.execute(
             "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s",
@@ -403,6 +405,20 @@ def shapes() -> list[Shape]:
         since, until = _day(s, rng)
         return SearchQuery(since_us=since, until_us=until)
 
+    def with_ip(rng: random.Random, s: Sample) -> Event:
+        return rng.choice([e for e in s.events if e.context is not None and e.context.ip])
+
+    def cidr(bits: int) -> Callable[[random.Random, Sample], SearchQuery]:
+        def make(rng: random.Random, s: Sample) -> SearchQuery:
+            ip = with_ip(rng, s).context.ip  # type: ignore[union-attr]
+            net = ipaddress.ip_network(f"{ip}/{bits if ':' not in str(ip) else bits * 4}", strict=False)
+            return SearchQuery(ip=str(net))
+
+        return make
+
+    def named(rng: random.Random, s: Sample) -> Event:
+        return rng.choice([e for e in s.events if e.actor.name and e.actor.email])
+
     return [
         ("newest page, no filter", lambda rng, s: SearchQuery()),
         ("actor_id", lambda rng, s: SearchQuery(actor_id=pick(rng, s).actor.id)),
@@ -422,7 +438,26 @@ def shapes() -> list[Shape]:
             "second page (cursor) of action prefix",
             lambda rng, s: SearchQuery(action=_prefix(pick(rng, s).action)),
         ),
+        ("ip exact", lambda rng, s: SearchQuery(ip=with_ip(rng, s).context.ip)),  # type: ignore[union-attr]
+        ("ip CIDR /24", cidr(24)),
+        ("ip CIDR /16", cidr(16)),
+        (
+            "actor_name (other case)",
+            lambda rng, s: SearchQuery(actor_name=str(named(rng, s).actor.name).upper()),
+        ),
+        ("actor_email", lambda rng, s: SearchQuery(actor_email=named(rng, s).actor.email)),
+        ("ip + 7 days", lambda rng, s: _with_week(rng, SearchQuery(ip=with_ip(rng, s).context.ip), s)),  # type: ignore[union-attr]
+        (
+            "order=seq, action prefix",
+            lambda rng, s: SearchQuery(action=_prefix(pick(rng, s).action), order="seq"),
+        ),
+        ("order=seq, actor_id", lambda rng, s: SearchQuery(actor_id=pick(rng, s).actor.id, order="seq")),
     ]
+
+
+def _with_week(rng: random.Random, q: SearchQuery, s: Sample) -> SearchQuery:
+    start, _ = _day(s, rng, 7, 20)
+    return replace(q, since_us=start, until_us=start + 7 * DAY_US)
 
 
 def _us(text: str) -> int:
@@ -467,11 +502,12 @@ def plan_of(store: SQLiteStore, tenant_id: int, query: SearchQuery) -> tuple[str
         store.search(tenant_id, query)
     finally:
         conn.set_trace_callback(None)
-    sql = next((q for q in seen if q.lstrip().startswith("SELECT e.rid")), "")
-    if not sql:
+    statements = [q for q in seen if q.lstrip().startswith("SELECT e.rid")]
+    if not statements:
         return "", ["(no search statement traced)"]
+    sql = statements[-1]  # newest order reads batches of blocks: the last one read the most
     depth: dict[int, int] = {0: 0}
-    lines = []
+    lines = [f"({len(seen)} statements, {len(statements)} of them reading events; the last one's plan:)"]
     for node, parent, _, detail in conn.execute("EXPLAIN QUERY PLAN " + sql):
         depth[node] = depth.get(parent, 0) + 1
         lines.append("  " * depth[node] + detail)
@@ -481,32 +517,47 @@ def plan_of(store: SQLiteStore, tenant_id: int, query: SearchQuery) -> tuple[str
 def pg_plan_of(
     conn: psycopg.Connection[Any], store: PostgresStore, tenant_id: int, query: SearchQuery, generic: bool
 ) -> tuple[str, list[str]]:
-    """The SQL ``PostgresStore.search`` runs for ``query`` (the same seq bounds, ``_time_bounds`` included) and
-    its ``EXPLAIN (ANALYZE, BUFFERS)``, run as the tenant's reader role in a transaction, as the store does.
+    """The SQL ``PostgresStore.search`` runs for ``query`` (the same seq bounds, ``_time_bounds`` included; in
+    newest order the statements of ``newest_page``, of which the last one read is explained) and its
+    ``EXPLAIN (ANALYZE, BUFFERS)``, run as the tenant's reader role in a transaction, as the store does.
     With ``generic``, also the plan of the same statement prepared, as a generic plan (the server's choice for
     a prepared statement once it judges the generic plan cheap enough)."""
     import psycopg
 
-    from vigil.store.postgres import _search_sql, _time_bounds, schema_of
+    from vigil.store.postgres import _search_sql, _searchable, _time_bounds, dialect, schema_of
+    from vigil.store.search import newest_page
 
     s = schema_of(tenant_id)
+    query = _searchable(query)
     with conn.transaction():
         conn.execute(f'SET LOCAL ROLE "{store.reader_role(tenant_id)}"')
         snapshot = query.snapshot
         if snapshot is None:
             snapshot = _pg_row(conn, f"SELECT coalesce(max(seq), -1) FROM {s}.events")[0]
-        lo, hi = 0, snapshot
-        if query.after is not None:
-            if query.order == "newest":
-                hi = min(hi, query.after[1] - 1)
-            else:
+        note = ""
+        if query.order == "newest":
+            seen: list[tuple[str, list[Any]]] = []
+
+            def run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+                seen.append((sql, params))
+                return conn.execute(sql, params).fetchall()
+
+            newest_page(dialect(s), run, query, snapshot, 0, [])
+            reads = [(q, p) for q, p in seen if q.startswith("SELECT e.seq")]
+            if not reads:
+                return "", ["(no statement read events)"]
+            sql, params = reads[-1]
+            note = f" ({len(seen)} statements, {len(reads)} reading events; the last one:)"
+        else:
+            lo, hi = 0, snapshot
+            if query.after is not None:
                 lo = max(lo, query.after[1] + 1)
-        if (query.since_us is not None or query.until_us is not None) and lo <= hi:
-            lo, hi = _time_bounds(conn, s, lo, hi, query.since_us, query.until_us)
-        if lo > hi:
-            return "", ["(no statement: the seq bounds are empty)"]
-        sql, params = _search_sql(s, query, lo, hi)
-        plan = ["custom plan (the values known to the planner):"]
+            if (query.since_us is not None or query.until_us is not None) and lo <= hi:
+                lo, hi = _time_bounds(conn, s, lo, hi, query.since_us, query.until_us)
+            if lo > hi:
+                return "", ["(no statement: the seq bounds are empty)"]
+            sql, params = _search_sql(s, query, lo, hi)
+        plan = [f"custom plan (the values known to the planner){note}:"]
         plan += [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)]
         if generic:
             numbers = iter(range(1, len(params) + 1))
@@ -557,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         "--database",
         help="SQLite file to build or reuse (default: query-<events>.sqlite in the temp directory), or a "
         "postgresql:// admin URL: the database vigil_bench_query_<events> is built (or reused) on that server",
+    )
+    ap.add_argument(
+        "--pg-name", help="PostgreSQL: the bench database's name (default: vigil_bench_query_<events>)"
     )
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
@@ -611,7 +665,7 @@ def main_postgres(args: argparse.Namespace) -> int:
 
     from vigil.store.postgres import PostgresStore
 
-    url = pg_open_or_build(args.database, args.events, args.seed)
+    url = pg_open_or_build(args.database, args.events, args.seed, args.pg_name)
     dbname = urlsplit(url).path.lstrip("/")
     store = PostgresStore(url)
     rng = random.Random(args.seed)

@@ -49,7 +49,7 @@ def test_json_mode_prints_json_and_nothing_else(demo: tuple[str, list[str]], tmp
         "export", "--tenant", "acme", "--format", "ndjson", "-o", str(out), "--database", db, *signing
     )
     assert summary["events"] == cp["size"] == len(out.read_bytes().splitlines())
-    assert (summary["tenant"], summary["format"], summary["from_seq"], summary["end_seq"]) == (
+    assert (summary["tenant"], summary["format"], summary["from_seq"], summary["to_seq"]) == (
         "acme",
         "ndjson",
         0,

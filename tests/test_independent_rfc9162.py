@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from litestar.testing import TestClient
@@ -253,7 +255,12 @@ def test_app_proofs_and_checkpoints_verify_independently(client: Client, store: 
 
     export = client.get("/v1/export?format=ndjson", headers=auth(keys.read))
     assert export.status_code == 200
-    leaves = [leaf_hash(line) for line in export.content.split(b"\n")[:-1]]
+    # each line is the event with its seq and leaf_hash; the leaf is the rest, canonicalised (RFC 8785)
+    lines = [json.loads(line) for line in export.content.split(b"\n")[:-1]]
+    leaves = [
+        leaf_hash(rfc8785.dumps({k: v for k, v in e.items() if k not in ("seq", "leaf_hash")})) for e in lines
+    ]
+    assert [bytes.fromhex(e["leaf_hash"]) for e in lines] == leaves
     assert len(leaves) == 101
     assert mth(leaves[:37]) == heads[37].root and mth(leaves) == heads[101].root
 

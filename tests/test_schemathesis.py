@@ -149,6 +149,9 @@ _CROSS_PARAMETER = {
 }
 
 
+_CHECKED_IN_FULL = {"since", "until", "ip", "q", "action"}
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_input_produces_a_server_error(case: schemathesis.Case, served: str) -> None:
@@ -156,6 +159,10 @@ def test_no_generated_input_produces_a_server_error(case: schemathesis.Case, ser
     excluded = []
     if case.query and "cursor" in case.query:
         # A cursor is an opaque token the server hands out: any string fits the schema, few decode.
+        excluded.append(positive_data_acceptance)
+    if case.query and _CHECKED_IN_FULL & set(case.query):
+        # Their shape is in the document, their validity only partly: since must be before until, 2026-02-31 and
+        # 300.1.2.3 fit the patterns, and words must hold a letter or digit; the 400 says which rule broke.
         excluded.append(positive_data_acceptance)
     if (case.method, case.path) in _CROSS_PARAMETER:
         # These operations take values whose validity depends on each other and on the log's size

@@ -371,82 +371,6 @@ def checkpoint(
     _emit(as_json, {"size": cp.size, "root": cp.root.hex(), "note": cp.note}, cp.note.rstrip("\n"))
 
 
-@main.command(short_help="Export a tenant's events to a file.")
-@click.option("--tenant", required=True, help="Tenant whose log to export.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["bundle", "ndjson"]),
-    default="bundle",
-    show_default=True,
-    help="bundle: events + signed checkpoint + proofs + verifier key (a zip, checkable offline by "
-    "`vigil verify-bundle`); ndjson: the events only.",
-)
-@click.option("--from-seq", type=click.IntRange(min=0), default=0, show_default=True, help="First seq.")
-@click.option(
-    "--to-seq", type=click.IntRange(min=1), help="Seq after the last one (default: the end of the log)."
-)
-@click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write."
-)
-@setting_options("database", "signing_key", "key_name", "state_dir")
-@json_option
-def export(
-    tenant: str,
-    fmt: str,
-    from_seq: int,
-    to_seq: int | None,
-    output: str,
-    database: str | None,
-    signing_key: str | None,
-    key_name: str | None,
-    state_dir: str | None,
-    as_json: bool = False,
-) -> None:
-    """Export a tenant's events, as a verifiable bundle or plain NDJSON."""
-    import os
-
-    from vigil.ledger.bundle import write_bundle
-    from vigil.ledger.checkpoints import load_signer
-
-    settings = _settings(database=database, signing_key=signing_key, key_name=key_name, state_dir=state_dir)
-    store = _open_existing(settings)
-    tmp = output + ".partial"
-    try:
-        t = store.get_tenant(tenant)
-        size = store.tree_size(t.id)
-        end = to_seq if to_seq is not None else size
-        if not from_seq < end <= size:
-            raise click.UsageError(
-                f"need --from-seq < --to-seq <= {size} (the log's size); got {from_seq}..{end}"
-            )
-        with (
-            open(tmp, "wb") as fh,
-            progress(max(end - from_seq, 0), "exporting", as_json) as bar,
-        ):
-            if fmt == "bundle":
-                write_bundle(store, load_signer(settings), t, fh, from_seq, end, bar.update)
-            else:
-                for start in range(from_seq, end, 10_000):
-                    rows = store.read_range(t.id, start, min(start + 10_000, end))
-                    fh.write(b"".join(body + b"\n" for _, _, body in rows))
-                    bar.update(len(rows))
-        os.replace(tmp, output)  # never leave a half-written export under the real name
-    finally:
-        store.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    summary = {
-        "tenant": tenant,
-        "format": fmt,
-        "from_seq": from_seq,
-        "end_seq": end,
-        "events": end - from_seq,
-        "output": output,
-    }
-    _emit(as_json, summary, f"wrote {fmt} of {tenant} seqs {from_seq}..{end - 1} to {output}")
-
-
 @main.command("verify-bundle", short_help="Check an export bundle offline.")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -486,11 +410,21 @@ def verify_bundle_cmd(bundle: str, vkey: str | None, as_json: bool, **limits: An
         )
 
 
-# The detection commands (detect, rules, alerts) live in their own modules; importing them registers them.
-from vigil import cli_alerts, cli_detect, cli_index  # noqa: E402
+# The detection commands (detect, rules, alerts) and the event commands (export, search) live in their own
+# modules; importing them registers them.
+from vigil import cli_alerts, cli_detect, cli_events, cli_index  # noqa: E402
 
 # the option helpers stay importable from here, where command modules have always found them
-__all__ = ["cli_alerts", "cli_detect", "cli_index", "json_option", "main", "progress", "setting_options"]
+__all__ = [
+    "cli_alerts",
+    "cli_detect",
+    "cli_events",
+    "cli_index",
+    "json_option",
+    "main",
+    "progress",
+    "setting_options",
+]
 from vigil import (  # noqa: E402
     cli_demo,  # noqa: F401  (demo)
     cli_keys,  # noqa: F401  (keys create, list, revoke, rotate)

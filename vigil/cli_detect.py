@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
@@ -18,28 +17,26 @@ from vigil.detect.rules import RuleInfo
 from vigil.errors import RuleError, VigilError
 from vigil.text import plural
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
-
 
 def parse_since(text: str) -> int:
-    """``30d``, ``12h``, ``90m`` or an RFC 3339 time, as microseconds since the epoch."""
-    from vigil.detect.engine import occurred_us
+    """``--since`` as microseconds since the epoch, read as everywhere else (:func:`vigil.times.parse_time`)."""
+    from vigil.times import parse_time
 
-    m = _DURATION.match(text.strip())
-    if m:
-        return time.time_ns() // 1000 - int(m.group(1)) * _UNIT_US[m.group(2)]
     try:
-        return occurred_us(text.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use a duration like 30d, 12h, 90m or an RFC 3339 time") from None
+        return parse_time(text, name="--since")
+    except VigilError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 @main.command(short_help="Run the detection rules over committed events.")
 @click.option(
     "--until-idle", is_flag=True, help="Process what is committed now, then exit (default: follow)."
 )
-@click.option("--since", help="Hunt: run the rules over history from this long ago (30d, 12h) or time.")
+@click.option(
+    "--since",
+    help="Hunt: run the rules over history since this time: a duration ago (30d, 12h, 15m), a date "
+    "(2026-12-01, UTC midnight) or an RFC 3339 time.",
+)
 @click.option(
     "--rule", "only", multiple=True, help="Only this rule id (repeatable); with --since, hunt with it."
 )
@@ -67,14 +64,14 @@ def detect(
     configure(settings.log_level, settings.log_format)  # the same lines as the server's (vigil.logs)
     if tenant and not since:
         raise click.UsageError("--tenant goes with --since (the follower covers every tenant)")
+    since_us = None if since is None else parse_since(since)  # a bad time is refused before any work
     store = _open_existing(settings)
     try:
         # build_engine logs the rule set's warnings (no GeoIP database, …): once, in the log's format
         engine, _ = build_engine(store, settings, list(only) or None)
         started = time.perf_counter()
         result: dict[str, Any]
-        if since is not None:
-            since_us = parse_since(since)
+        if since_us is not None:
             engine.tenant_rules.load(store)
             tenants = (
                 [store.get_tenant(tenant)]

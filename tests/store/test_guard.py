@@ -200,7 +200,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with filler.open("wb") as f, contextlib.suppress(OSError):
+    # the suppress is outermost: closing the file flushes what the last short write left and fails too
+    with contextlib.suppress(OSError), filler.open("wb") as f:
         while True:
             f.write(b"\0" * 65536)
             f.flush()

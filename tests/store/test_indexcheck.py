@@ -34,6 +34,7 @@ from vigil.settings import Settings
 from vigil.store import Store, open_store
 from vigil.store.base import SearchQuery
 from vigil.store.indexcheck import check_indexes, tokens
+from vigil.store.search import ip_key
 
 SEQ = 5
 """The event each tampering aims at."""
@@ -155,6 +156,15 @@ def alter_columns(a: Attacker) -> None:
         a.run("UPDATE events SET action = 'user.logout', actor_id = 'nobody' WHERE rid = ?", a.rid(SEQ))
 
 
+def alter_identity(a: Attacker) -> None:
+    """Point the event's address elsewhere and drop its actor's e-mail: ip and e-mail searches are misled."""
+    key = ip_key("10.0.0.1")
+    if a.pg:
+        a.run(f"UPDATE {a.s()}.events SET ip = ?, actor_email = NULL WHERE seq = ?", key, SEQ)
+    else:
+        a.run("UPDATE events SET ip = ?, actor_email = NULL WHERE rid = ?", key, a.rid(SEQ))
+
+
 def delete_targets(a: Attacker) -> None:
     if a.pg:
         a.run(f"DELETE FROM {a.s()}.event_targets WHERE seq = ?", SEQ)
@@ -181,6 +191,11 @@ TAMPERS = {
         alter_columns,
         f"tenant acme, seq {SEQ}: row columns differ",
         "action is 'user.logout'",
+    ),
+    "alter ip and e-mail": (
+        alter_identity,
+        f"tenant acme, seq {SEQ}: row columns differ",
+        "ip is '10.0.0.1'",
     ),
     "delete target rows": (
         delete_targets,

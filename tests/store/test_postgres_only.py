@@ -149,3 +149,32 @@ def test_a_copy_under_another_name_can_read_and_write_its_own_log(url: str) -> N
         ):
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         admin.close()
+
+
+def test_the_append_only_guard_fires_always_after_a_backfill_and_a_repair(url: str) -> None:
+    """The identity backfill and an index repair lift the append-only trigger for their own transaction only:
+    it comes back firing ALWAYS (also under session_replication_role = replica), as migration 2 set it."""
+    store = PostgresStore(url)
+    tid = store.create_tenant("acme").id
+    store.append(tid, prepared_events(20))
+    store.close()
+    s = schema_of(tid)
+    with psycopg.connect(url) as conn:  # back to the schema before the identity columns
+        for index in ("events_ip", "events_actor_name", "events_actor_email", "event_blocks_latest"):
+            conn.execute(f"DROP INDEX {s}.{index}")
+        conn.execute(
+            f"ALTER TABLE {s}.events DROP COLUMN ip, DROP COLUMN actor_name, DROP COLUMN actor_email"
+        )
+        conn.execute("UPDATE vigil.tenants SET schema_version = 2 WHERE id = %s", (tid,))
+    store = PostgresStore(url)  # migrates: the backfill runs
+    try:
+        store.repair_index(tid, [])
+    finally:
+        store.close()
+    with psycopg.connect(url) as conn:
+        modes = conn.execute(
+            "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND t.tgname = 'append_only'",
+            (s,),
+        ).fetchall()
+    assert modes and all(mode == "A" for _, mode in modes), modes

@@ -241,17 +241,30 @@ def test_exported_bundle_verifies_with_the_served_key(
     assert (report.tree_size, report.first_checkpoint_size, report.key_from_bundle) == (size, 20, False)
 
 
-def test_ndjson_export_is_exactly_the_canonical_bytes(client: Client, store: Store, keys: Keys) -> None:
-    """NDJSON export is the stored canonical bytes, one per line, whose leaf hashes are those ingest answered."""
+def test_ndjson_export_lines_are_the_canonical_bytes_with_seq_and_leaf_hash(
+    client: Client, store: Store, keys: Keys
+) -> None:
+    """Each NDJSON line is the stored event with its seq and leaf hash; without those two keys, canonicalised
+    (RFC 8785, by an independent implementation), it is the leaf's bytes, whose hash ingest answered."""
+    import json
+
+    import rfc8785
+
     results = ingest(client, keys.both, 12)
     stored = [body for _, _, body in store.read_range(keys.tenant_id, 0, 12)]
     r = client.get("/v1/export?format=ndjson", headers=auth(keys.read))
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
-    assert r.content == b"".join(body + b"\n" for body in stored)
-    hashes = [hashlib.sha256(b"\x00" + line).hexdigest() for line in r.content.split(b"\n")[:-1]]
+    lines = [json.loads(line) for line in r.content.split(b"\n")[:-1]]
+    assert [line["seq"] for line in lines] == list(range(12))
+    assert [line["leaf_hash"] for line in lines] == [res["leaf_hash"] for res in results]
+    leaves = [
+        rfc8785.dumps({k: v for k, v in line.items() if k not in ("seq", "leaf_hash")}) for line in lines
+    ]
+    assert leaves == stored
+    hashes = [hashlib.sha256(b"\x00" + leaf).hexdigest() for leaf in leaves]
     assert hashes == [res["leaf_hash"] for res in results]
     part = client.get("/v1/export?format=ndjson&from_seq=4&to_seq=7", headers=auth(keys.read))
-    assert part.content == b"".join(body + b"\n" for body in stored[4:7])
+    assert [json.loads(line)["seq"] for line in part.content.splitlines()] == [4, 5, 6]
 
 
 def test_checkpoints_appear_on_schedule(settings: Settings) -> None:

@@ -65,10 +65,34 @@ class SearchQuery:
     since_us: int | None = None  # occurred_at >= since
     until_us: int | None = None  # occurred_at < until
     text: str | None = None
+    ip: str | None = None  # context.ip: an address, or a CIDR block (203.0.113.0/24, 2001:db8::/32)
+    actor_name: str | None = None  # exact, case-insensitive
+    actor_email: str | None = None  # exact, case-insensitive
     order: Literal["newest", "seq"] = "newest"
+    """newest: occurred time, latest first, seq breaking ties; seq: log (arrival) order."""
     limit: int = 50
     after: tuple[int, int] | None = None  # keyset position: (occurred_us, seq) for newest, (0, seq) for seq
     snapshot: int | None = None  # highest seq visible to this paging session
+
+    def filtered(self) -> bool:
+        """Whether any filter narrows the log (the order, the page and the cursor do not)."""
+        return any(
+            v is not None
+            for v in (
+                self.actor_id,
+                self.action,
+                self.target_type,
+                self.target_id,
+                self.outcome,
+                self.category,
+                self.since_us,
+                self.until_us,
+                self.text,
+                self.ip,
+                self.actor_name,
+                self.actor_email,
+            )
+        )
 
 
 @dataclass(frozen=True)

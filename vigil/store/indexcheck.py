@@ -1,9 +1,10 @@
 """Check, and rebuild, the indexes searches answer from against the ledger.
 
 The Merkle tree proves the events' canonical bytes; searches never read them, they read *derived* rows: the
-columns an event's row is filtered on (tenant, id, occurred time, action, category, outcome, actor), its target
-rows, the full-text index and the blocks of the time index. An attacker who can write the database can hide an
-event from search (delete its words), plant it into another word's results, or file it under another tenant,
+columns an event's row is filtered on (tenant, id, occurred time, action, category, outcome, actor, and the
+identity columns: the address of ``context.ip``, the actor's folded name and e-mail), its target rows, the
+full-text index and the blocks of the time index. An attacker who can write the database can hide an event from
+search (delete its words), plant it into another word's results, or file it under another tenant,
 and the tree still verifies. So this module recomputes every derived value from the canonical bytes and compares
 it with what the store holds, tenant by tenant, in ``seq`` order, as streams: memory stays bounded whatever the
 size of the log.
@@ -32,6 +33,7 @@ from vigil.ingest.intake import search_text
 from vigil.ledger.tiles import TILE_HEIGHT, TILE_WIDTH
 from vigil.model import Event
 from vigil.store.base import Tenant
+from vigil.store.search import ip_text, search_columns
 
 
 class Columns(NamedTuple):
@@ -46,13 +48,31 @@ class Columns(NamedTuple):
     category: str
     outcome: str
     actor_id: str
+    ip: bytes | None = None
+    actor_name: str | None = None
+    actor_email: str | None = None
 
 
 Target = tuple[str, str, int]
 """A target row: (type, id, the tenant it is filed under)."""
 
 
-EventRow = tuple[int, int | None, object, int, int | None, str, str, str, str, bytes, str | None]
+EventRow = tuple[
+    int,
+    int | None,
+    object,
+    int,
+    int | None,
+    str,
+    str,
+    str,
+    str,
+    bytes | None,
+    str | None,
+    str | None,
+    bytes,
+    str | None,
+]
 """An event row as a store hands it over: (seq, *the derived columns in :class:`Columns` order, body, indexed
 text or None). The id column is in the store's own form (see ``IndexSource.id_form``)."""
 
@@ -239,7 +259,19 @@ def _quote(words: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
 
 
-COLUMN_NAMES = ("tenant", "id", "occurred time", "arrival time", "action", "category", "outcome", "actor")
+COLUMN_NAMES = (
+    "tenant",
+    "id",
+    "occurred time",
+    "arrival time",
+    "action",
+    "category",
+    "outcome",
+    "actor",
+    "ip",
+    "actor name",
+    "actor e-mail",
+)
 
 
 def check_tenant(
@@ -266,13 +298,14 @@ def check_tenant(
                     continue
                 prev = seq
                 try:
-                    ev = _decode(row[9])
+                    ev = _decode(row[12])
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     yield _at(slug, seq, f"the event's bytes do not decode ({exc})", None)
                     continue
                 if ev.tenant != slug:
                     yield _at(slug, seq, f"the event names tenant {ev.tenant!r}", None)
                 occurred = to_us(ev.occurred_at)
+                ip, name, email = search_columns(ev)
                 want: tuple[object, ...]
                 if plain:
                     want = (
@@ -284,6 +317,9 @@ def check_tenant(
                         ev.category,
                         ev.outcome,
                         ev.actor.id,
+                        ip,
+                        name,
+                        email,
                     )
                 else:
                     want = (
@@ -295,9 +331,12 @@ def check_tenant(
                         form(ev.category),
                         form(ev.outcome),
                         form(ev.actor.id),
+                        ip,
+                        None if name is None else form(name),
+                        None if email is None else form(email),
                     )
-                if row[1:9] != want:
-                    yield _columns_finding(slug, seq, Columns(*row[1:9]), Columns(*want))  # type: ignore[arg-type]
+                if row[1:12] != want:
+                    yield _columns_finding(slug, seq, Columns(*row[1:12]), Columns(*want))  # type: ignore[arg-type]
                 stored_t = chunk.targets.pop(seq, None)
                 if ev.targets or stored_t:
                     got_t = frozenset(stored_t or ())
@@ -310,12 +349,12 @@ def check_tenant(
                     got = chunk.words.pop(seq, empty)
                     if got != expected:
                         yield _words_finding(slug, seq, got, expected, text)
-                elif row[10] != form(text) and not _same_pieces(row[10], form(text)):
-                    got_p, want_p = frozenset((row[10] or "").split(" ")), frozenset(form(text).split(" "))
+                elif row[13] != form(text) and not _same_pieces(row[13], form(text)):
+                    got_p, want_p = frozenset((row[13] or "").split(" ")), frozenset(form(text).split(" "))
                     f = _words_finding(slug, seq, got_p, want_p, form(text))
                     if got_p == want_p:  # the same words, repeated another number of times
                         f = _at(slug, seq, "full-text index text differs from the event's", f.fix)
-                    yield Finding(f.tenant, f.key, f.message, Fix("words", seq, form(text), row[10]))
+                    yield Finding(f.tenant, f.key, f.message, Fix("words", seq, form(text), row[13]))
                 # the time index: each complete block of 256 events keeps its earliest and latest time
                 block = seq >> TILE_HEIGHT
                 if block != cur_block:
@@ -350,7 +389,7 @@ def _at(slug: str, seq: int, message: str, fix: Fix | None) -> Finding:
 
 def _columns_finding(slug: str, seq: int, got: Columns, want: Columns) -> Finding:
     diff = [
-        f"{name} is {_show(g)}, the event says {_show(w)}"
+        f"{name} is {_show(g, name)}, the event says {_show(w, name)}"
         for name, g, w in zip(COLUMN_NAMES, got, want, strict=True)
         if g != w
     ]
@@ -359,7 +398,9 @@ def _columns_finding(slug: str, seq: int, got: Columns, want: Columns) -> Findin
     return _at(slug, seq, "row columns differ: " + "; ".join(diff) + why, Fix("columns", seq, want, got))
 
 
-def _show(value: object) -> str:
+def _show(value: object, name: str = "") -> str:
+    if name == "ip" and isinstance(value, bytes) and len(value) == 16:
+        return repr(ip_text(value))
     if isinstance(value, bytes) and len(value) == 16:
         return repr(str(uuid.UUID(bytes=value)))
     return repr(value)

@@ -50,10 +50,14 @@ class PostgresIndexSource:
             def events(start: int, end: int) -> list[EventRow]:
                 rows = conn.execute(
                     "SELECT seq, NULL::int, id::text, occurred_us, received_us, action, category, outcome, "
-                    f"actor_id, body, search FROM {s}.events WHERE seq >= %s AND seq < %s ORDER BY seq",
+                    f"actor_id, ip, actor_name, actor_email, body, search FROM {s}.events "
+                    "WHERE seq >= %s AND seq < %s ORDER BY seq",
                     (start, end),
                 ).fetchall()
-                return [(*r[:9], bytes(r[9]), r[10]) for r in rows]
+                return [
+                    (*r[:9], None if r[9] is None else bytes(r[9]), r[10], r[11], bytes(r[12]), r[13])
+                    for r in rows
+                ]
 
             targets = conn.cursor(name=f"ix_targets_{tenant_id}")
             targets.itersize = CHUNK
@@ -79,8 +83,21 @@ def repair(conn: psycopg.Connection[Any], s: str, fixes: Sequence[Fix]) -> None:
             c = f.expected
             conn.execute(
                 f"UPDATE {s}.events SET id = %s::uuid, occurred_us = %s, received_us = %s, action = %s, "
-                "category = %s, outcome = %s, actor_id = %s WHERE seq = %s",
-                (c.id, c.occurred_us, c.received_us, c.action, c.category, c.outcome, c.actor_id, f.key),
+                "category = %s, outcome = %s, actor_id = %s, ip = %s, actor_name = %s, actor_email = %s "
+                "WHERE seq = %s",
+                (
+                    c.id,
+                    c.occurred_us,
+                    c.received_us,
+                    c.action,
+                    c.category,
+                    c.outcome,
+                    c.actor_id,
+                    c.ip,
+                    c.actor_name,
+                    c.actor_email,
+                    f.key,
+                ),
             )
         elif f.kind == "words" and isinstance(f.expected, str):
             conn.execute(f"UPDATE {s}.events SET search = %s WHERE seq = %s", (f.expected, f.key))
@@ -101,4 +118,4 @@ def repair(conn: psycopg.Connection[Any], s: str, fixes: Sequence[Fix]) -> None:
             if isinstance(f.expected, tuple):
                 conn.execute(f"INSERT INTO {s}.event_blocks VALUES (%s, %s, %s)", (f.key, *f.expected))
     for table in _GUARDED:
-        conn.execute(f"ALTER TABLE {s}.{table} ENABLE TRIGGER append_only")
+        conn.execute(f"ALTER TABLE {s}.{table} ENABLE ALWAYS TRIGGER append_only")  # as migration 2 set it

@@ -7,7 +7,11 @@ tenant schema, and is idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+from vigil.store.backfill import postgres_identity_columns
 
 CONTROL_MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -195,7 +199,34 @@ ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER no_truncate;
 """,
     ),
+    (
+        3,
+        "identity_columns",
+        """
+-- The identity filters of a search (ip=, actor_name=, actor_email=): context.ip as 16 bytes that sort as the
+-- addresses do (IPv4 as IPv4-mapped IPv6, so a CIDR block is one range; the same keys as the SQLite store), and
+-- the actor's name and e-mail case-folded. This migration's Python step (vigil.store.backfill) fills them from
+-- the stored events; every append writes them from then on.
+ALTER TABLE {s}.events ADD COLUMN ip bytea, ADD COLUMN actor_name text, ADD COLUMN actor_email text;
+""",
+    ),
+    (
+        4,
+        "identity_indexes",
+        """
+-- Made after the backfill of migration 3. Partial: an event without an address or a name costs them nothing.
+CREATE INDEX events_ip ON {s}.events (ip, seq) WHERE ip IS NOT NULL;
+CREATE INDEX events_actor_name ON {s}.events (actor_name, seq) WHERE actor_name IS NOT NULL;
+CREATE INDEX events_actor_email ON {s}.events (actor_email, seq) WHERE actor_email IS NOT NULL;
+-- "Newest first" (occurred time) visits the blocks latest max_occurred first (vigil.store.search).
+CREATE INDEX event_blocks_latest ON {s}.event_blocks (max_occurred, block) INCLUDE (min_occurred);
+""",
+    ),
 ]
+
+TENANT_STEPS: dict[int, Callable[[Any, str, Callable[[str], str]], None]] = {3: postgres_identity_columns}
+"""Tenant migrations that also run Python after their SQL, in the same transaction: version -> the step, called
+with (connection, tenant schema, the store's text mapping)."""
 
 
 def month_bounds(at_us: int, ahead: int) -> list[tuple[str, int, int]]:

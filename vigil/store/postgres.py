@@ -41,10 +41,12 @@ from vigil.store.base import (
     Tenant,
 )
 from vigil.store.detection import DetectionRows, Sql
-from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, month_bounds
+from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, TENANT_STEPS, month_bounds
 from vigil.store.search import (
     Dialect,
     narrow,
+    newest_page,
+    search_columns,
     search_sql,
     search_words,
     tail_sql,
@@ -178,6 +180,8 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         for v, _, sql in TENANT_MIGRATIONS:
             if v > version:
                 conn.execute(sql.format(**names))
+                if v in TENANT_STEPS:
+                    TENANT_STEPS[v](conn, names["s"], _text)
                 conn.execute("UPDATE vigil.tenants SET schema_version = %s WHERE id = %s", (v, tenant_id))
         # The roles are named after the database: granted again on every open (idempotent), so a copy restored
         # under another name gets its own writer and readers instead of "permission denied".
@@ -318,6 +322,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
                     e.body,
                     e.leaf,
                     _text(e.text),
+                    *_identity(ev),
                 )
             )
             targets.extend((_text(t.id), _text(t.type), seq) for t in ev.targets)
@@ -329,7 +334,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
             with conn.cursor() as cur:
                 with cur.copy(
                     f"COPY {s}.events (seq, received_us, id, occurred_us, action, category, outcome, "
-                    "actor_id, body, leaf_hash, search) FROM STDIN"
+                    "actor_id, body, leaf_hash, search, ip, actor_name, actor_email) FROM STDIN"
                 ) as copy:
                     for row in rows:
                         copy.write_row(row)
@@ -574,22 +579,29 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
     def search(self, tenant_id: int, query: SearchQuery) -> Page:
         s = schema_of(tenant_id)
         query = _searchable(query)
+        d = dialect(s)
         with self._tenant(tenant_id) as conn:
             snapshot = query.snapshot
             if snapshot is None:
                 snapshot = _scalar(conn.execute(f"SELECT coalesce(max(seq), -1) FROM {s}.events"))
             if snapshot < 0:
                 return Page([], None, snapshot)
+
+            def run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+                return conn.execute(sql, params).fetchall()
+
+            if query.order == "newest":
+                rows, nxt = newest_page(d, run, query, snapshot, 0, [])
+                return Page([(r[0], bytes(r[1]), bytes(r[2])) for r in rows], nxt, snapshot)
             lo, hi = window(query, snapshot, 0)
             if lo <= hi and (query.since_us is not None or query.until_us is not None):
                 lo, hi = _time_bounds(conn, s, lo, hi, query.since_us, query.until_us)
             if lo > hi:
                 return Page([], None, snapshot)
-            sql, params = _search_sql(s, query, lo, hi)
-            rows = conn.execute(sql, params).fetchall()
+            rows = run(*_search_sql(s, query, lo, hi))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        events = [(seq, bytes(leaf), bytes(body)) for seq, leaf, body in rows]
+        events = [(r[0], bytes(r[1]), bytes(r[2])) for r in rows]
         nxt = (0, rows[-1][0]) if more and rows else None
         return Page(events, nxt, snapshot)
 
@@ -663,6 +675,12 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
+def _identity(ev: Any) -> tuple[bytes | None, str | None, str | None]:
+    """The identity columns of an event as this store keeps them (text mapped as :func:`_text` does)."""
+    ip, name, email = search_columns(ev)
+    return ip, None if name is None else _text(name), None if email is None else _text(email)
+
+
 def _searchable(q: SearchQuery) -> SearchQuery:
     """``q`` with its values mapped as the stored columns are (see :func:`_text`)."""
 
@@ -678,6 +696,8 @@ def _searchable(q: SearchQuery) -> SearchQuery:
         outcome=text(q.outcome),
         category=text(q.category),
         text=text(q.text),
+        actor_name=text(q.actor_name),
+        actor_email=text(q.actor_email),
     )
 
 
@@ -700,6 +720,7 @@ def dialect(s: str) -> Dialect:
         events=f"{s}.events",
         targets=f"{s}.event_targets",
         occurred="occurred_us",
+        blocks=f"{s}.event_blocks",
         tenant=(),
         text=_ts_clause,
     )

@@ -36,6 +36,8 @@ from vigil.store.guard import FileGuard, ServeLock
 from vigil.store.search import (
     Dialect,
     narrow,
+    newest_page,
+    search_columns,
     search_sql,
     search_words,
     tail_sql,
@@ -75,6 +77,13 @@ def migrations() -> list[tuple[int, str, str]]:
         if m:
             out.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
     return sorted(out)
+
+
+def _python_steps() -> dict[int, Callable[[sqlite3.Connection], None]]:
+    """The migrations that also run Python, after their SQL and in their transaction, by version."""
+    from vigil.store.backfill import sqlite_identity_columns
+
+    return {6: sqlite_identity_columns}
 
 
 class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
@@ -155,14 +164,20 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                 continue
             log.info("applying migration %04d_%s", version, name)
             try:
-                conn.executescript(
-                    "BEGIN IMMEDIATE;\n" + sql + "\nINSERT INTO schema_migrations VALUES "
-                    f"({version}, '{name}', '{now_text()}');\nCOMMIT;"
-                )
-            except sqlite3.Error as exc:
+                # one transaction: the script, its Python step (filling new columns from the stored events),
+                # and the version row
+                conn.executescript("BEGIN IMMEDIATE;\n" + sql)
+                step = _python_steps().get(version)
+                if step is not None:
+                    step(conn)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, now_text()))
+                conn.execute("COMMIT")
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise StorageError(f"migration {version:04d}_{name} failed: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"migration {version:04d}_{name} failed: {exc}") from exc
+                raise
 
     def check(self) -> None:
         """Raise :class:`StorageError` unless the store can take writes and answer reads: the writer runs, the
@@ -239,6 +254,7 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                     ev.actor.id,
                     e.body,
                     e.leaf,
+                    *search_columns(ev),
                 )
             )
             for t in ev.targets:
@@ -255,7 +271,7 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         if rows:
             conn.executemany(
                 "INSERT INTO events (rid, tenant_id, id, occurred_at, action, category, outcome, "
-                "actor_id, body, leaf_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "actor_id, body, leaf_hash, ip, actor_name, actor_email) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             if targets:
@@ -538,18 +554,24 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         if snapshot < 0:
             return Page([], None, snapshot)
         base = tenant_id << SEQ_BITS
+
+        def run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "fts5" in str(exc):
+                    raise InvalidRequest(f"cannot search for {query.text!r}: {exc}") from None
+                raise StorageError(f"search failed: {exc}") from exc
+
+        if query.order == "newest":
+            rows, nxt = newest_page(DIALECT, run, query, snapshot, base, [tenant_id])
+            return Page([_stored(r) for r in rows], nxt, snapshot)
         lo, hi = window(query, snapshot, base)
         if lo <= hi and (query.since_us is not None or query.until_us is not None):
             lo, hi = self._time_bounds(conn, tenant_id, lo, hi, query.since_us, query.until_us)
         if lo > hi:
             return Page([], None, snapshot)
-        sql, params = search_sql(DIALECT, query, lo, hi, [tenant_id])
-        try:
-            rows = conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc):
-                raise InvalidRequest(f"cannot search for {query.text!r}: {exc}") from None
-            raise StorageError(f"search failed: {exc}") from exc
+        rows = run(*search_sql(DIALECT, query, lo, hi, [tenant_id], base))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         events = [_stored(r) for r in rows]
@@ -615,8 +637,10 @@ DIALECT = Dialect(
     events="events",
     targets="event_targets",
     occurred="occurred_at",
+    blocks="event_blocks",
     tenant=("tenant_id = ?",),
     text=_fts_clause,
+    hints=True,
 )
 
 
@@ -651,9 +675,9 @@ def _uuid_bytes(text: str) -> bytes:
     return uuid.UUID(text).bytes
 
 
-def _stored(row: tuple[int, bytes, bytes]) -> RawEvent:
-    rid, leaf, body = row
-    return rid & SEQ_MASK, leaf, body
+def _stored(row: tuple[Any, ...]) -> RawEvent:
+    """(seq, leaf hash, body) of a row that starts with (rid, leaf hash, body)."""
+    return row[0] & SEQ_MASK, row[1], row[2]
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:

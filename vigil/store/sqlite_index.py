@@ -86,7 +86,7 @@ class SQLiteIndexSource:
         def events(start: int, end: int) -> list[EventRow]:
             return c.execute(
                 f"SELECT rid & {SEQ_MASK}, tenant_id, id, occurred_at, NULL, action, category, outcome, actor_id, "
-                "body, NULL FROM events WHERE rid >= ? AND rid < ? ORDER BY rid",
+                "ip, actor_name, actor_email, body, NULL FROM events WHERE rid >= ? AND rid < ? ORDER BY rid",
                 (lo | start, lo | end),
             ).fetchall()
 
@@ -150,8 +150,20 @@ def repair(conn: sqlite3.Connection, tenant_id: int, fixes: Sequence[Fix]) -> No
             c = f.expected
             conn.execute(
                 "UPDATE events SET tenant_id = ?, id = ?, occurred_at = ?, action = ?, category = ?, "
-                "outcome = ?, actor_id = ? WHERE rid = ?",
-                (c.tenant_id, c.id, c.occurred_us, c.action, c.category, c.outcome, c.actor_id, rid),
+                "outcome = ?, actor_id = ?, ip = ?, actor_name = ?, actor_email = ? WHERE rid = ?",
+                (
+                    c.tenant_id,
+                    c.id,
+                    c.occurred_us,
+                    c.action,
+                    c.category,
+                    c.outcome,
+                    c.actor_id,
+                    c.ip,
+                    c.actor_name,
+                    c.actor_email,
+                    rid,
+                ),
             )
         elif f.kind == "targets":
             stored = f.stored if isinstance(f.stored, frozenset) else frozenset()

@@ -7,15 +7,11 @@ its class carries (see :mod:`vigil.errors`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -23,7 +19,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, SecurityScheme
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath
 
 import vigil
 from vigil.auth import AuthThrottle, KeyRing, keep_flushing, require
@@ -38,7 +34,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.ingest.decode import decode_content
-from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event, to_us
+from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event
 from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
 from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
@@ -57,7 +53,7 @@ from vigil.model import (
 )
 from vigil.settings import Settings
 from vigil.store import Store, open_store
-from vigil.store.base import PLATFORM_TENANT, ApiKey, Page, SearchQuery, Tenant
+from vigil.store.base import PLATFORM_TENANT, ApiKey, Tenant
 from vigil.store.detection import NewAlert
 from vigil.web.access import access_log, note_key, trusted_proxies
 from vigil.web.alert_routes import alert_routes
@@ -74,20 +70,15 @@ from vigil.web.common import (
 from vigil.web.fairness import ReadAudit, body_deadline
 from vigil.web.key_routes import key_routes
 from vigil.web.metrics import Metrics, metrics_routes
+from vigil.web.search_routes import search_routes
 
 if TYPE_CHECKING:
     from vigil.detect.engine import Engine
-from vigil.web.ledger_routes import MAX_SIZE, ledger_routes
+from vigil.web.ledger_routes import ledger_routes
 
 log = logging.getLogger("vigil.web")
 
 _body_schema, _components = event_in_schema()
-
-
-class SearchPage(msgspec.Struct):
-    data: list[StoredEvent]
-    next_cursor: str | None
-    snapshot_seq: int
 
 
 class Health(msgspec.Struct):
@@ -115,7 +106,6 @@ class _IngestOperation(Operation):
 
 
 _PREPARE_INLINE_BYTES = 64 * 1024  # about 90 events: up to 1 ms of intake work on the event loop
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class App:
@@ -318,38 +308,6 @@ class App:
             log.error("recording an access in the platform log failed: %s", task.exception())
 
 
-def _cursor_encode(tenant_id: int, order: str, seq: int, snapshot: int) -> str:
-    raw = msgspec.json.encode({"t": tenant_id, "o": order, "s": seq, "n": snapshot})
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _cursor_decode(cursor: str, tenant_id: int, order: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = msgspec.json.decode(raw, type=dict[str, int | str])
-        seq, snap, t, o = data["s"], data["n"], data["t"], data["o"]
-    except (binascii.Error, ValueError, KeyError, msgspec.DecodeError):
-        raise InvalidRequest("cursor is not one this server gave out") from None
-    if t != tenant_id or o != order or not isinstance(seq, int) or not isinstance(snap, int):
-        raise InvalidRequest("cursor belongs to another query (tenant or order differ)")
-    if not 0 <= seq <= snap < MAX_SIZE:  # a forged one: seqs are 40 bits, and a store's integers 64
-        raise InvalidRequest("cursor is not one this server gave out")
-    return seq, snap
-
-
-def _page_response(tenant_id: int, order: str, page: Page) -> Response[bytes]:
-    """A search page in the API's shape, events spliced from their stored bytes."""
-    nxt = _cursor_encode(tenant_id, order, page.next[1], page.snapshot) if page.next else None
-    data = b",".join(stored_json(*e) for e in page.events)
-    return json_response(
-        b'{"data":['
-        + data
-        + b'],"next_cursor":'
-        + msgspec.json.encode(nxt)
-        + b',"snapshot_seq":%d}' % page.snapshot
-    )
-
-
 def create_app(
     settings: Settings | None = None, store: Store | None = None, own_store: bool = False
 ) -> Litestar:
@@ -439,94 +397,6 @@ def create_app(
         return IngestResponse(len(good), len(bad), [r for r in results if r is not None])
 
     @get(
-        "/v1/events",
-        summary="Search events",
-        tags=["events"],
-        security=BEARER,
-        responses={
-            **errors(400, 401, 403, 429),
-            200: ResponseSpec(data_container=SearchPage, description="A page of events"),
-        },
-    )
-    async def search(
-        request: Request[Any, Any, Any],
-        actor_id: Annotated[
-            str | None, Parameter(description="Only events by this actor", max_length=256)
-        ] = None,
-        action: Annotated[
-            str | None,
-            Parameter(description="Exact action, or a prefix ending in .* (user.*)", max_length=130),
-        ] = None,
-        target_type: Annotated[
-            str | None, Parameter(description="Events with a target of this type", max_length=64)
-        ] = None,
-        target_id: Annotated[
-            str | None, Parameter(description="Events with a target of this id", max_length=256)
-        ] = None,
-        outcome: Annotated[Literal["success", "failure", "denied", "error"] | None, Parameter()] = None,
-        category: Annotated[
-            Literal["activity", "audit", "data_access", "change", "system"] | None, Parameter()
-        ] = None,
-        since: Annotated[datetime | None, Parameter(description="occurred_at >= since (RFC 3339)")] = None,
-        until: Annotated[datetime | None, Parameter(description="occurred_at < until (RFC 3339)")] = None,
-        q: Annotated[
-            str | None,
-            Parameter(description="Words in the message or metadata (all must match)", max_length=512),
-        ] = None,
-        order: Annotated[
-            Literal["newest", "seq"],
-            Parameter(description="newest: most recently logged first; seq: log order"),
-        ] = "newest",
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-        cursor: Annotated[
-            str | None, Parameter(description="next_cursor of the previous page", max_length=512)
-        ] = None,
-    ) -> Response[bytes]:
-        """Search the caller's tenant log. Filters combine; pages stay stable while new events arrive."""
-        key = app.auth(request, "read", "auditor")
-        if action is not None and action.endswith("*") and not action.endswith(".*"):
-            raise InvalidRequest("an action prefix ends in .* (for example user.*)")
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and (
-                value.tzinfo is None or not _RFC3339.match(request.query_params.get(name, ""))
-            ):
-                raise InvalidRequest(
-                    f"{name} must be an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z"
-                )
-        after, snapshot = _cursor_decode(cursor, key.tenant_id, order) if cursor else (None, None)
-        query = SearchQuery(
-            actor_id=actor_id,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            outcome=outcome,
-            category=category,
-            since_us=to_us(since) if since else None,
-            until_us=to_us(until) if until else None,
-            text=q,
-            order=order,
-            limit=limit,
-            after=(0, after) if after is not None else None,
-            snapshot=snapshot,
-        )
-        page = await asyncio.to_thread(app.store.search, key.tenant_id, query)
-        app.record_access(
-            key,
-            "audit_log.searched",
-            {
-                "actor_id": actor_id,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "outcome": outcome,
-                "category": category,
-                "q": q,
-                "results": len(page.events),
-            },
-        )
-        return _page_response(key.tenant_id, order, page)
-
-    @get(
         "/v1/events/{event_id:str}",
         summary="Get one event",
         tags=["events"],
@@ -546,45 +416,6 @@ def create_app(
         if raw is None:
             raise NotFound(f"no event {event_id!r} in this tenant's log")
         return json_response(stored_json(*raw))
-
-    @get(
-        "/v1/entities/{entity_type:str}/{entity_id:str}/history",
-        summary="History of one entity",
-        tags=["events"],
-        security=BEARER,
-        responses={
-            **errors(400, 401, 403, 429),
-            200: ResponseSpec(data_container=SearchPage, description="The entity's events, newest first"),
-        },
-    )
-    async def entity_history(
-        request: Request[Any, Any, Any],
-        entity_type: FromPath[str],
-        entity_id: FromPath[str],
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-        cursor: Annotated[
-            str | None, Parameter(description="next_cursor of the previous page", max_length=512)
-        ] = None,
-    ) -> Response[bytes]:
-        """Who created, changed, viewed or deleted this entity, and when: every event that names it as a target."""
-        key = app.auth(request, "read", "auditor")
-        if len(entity_type) > 64 or len(entity_id) > 256:
-            raise InvalidRequest("entity type is at most 64 characters and id at most 256")
-        after, snapshot = _cursor_decode(cursor, key.tenant_id, "newest") if cursor else (None, None)
-        query = SearchQuery(
-            target_type=entity_type,
-            target_id=entity_id,
-            limit=limit,
-            after=(0, after) if after is not None else None,
-            snapshot=snapshot,
-        )
-        page = await asyncio.to_thread(app.store.search, key.tenant_id, query)
-        app.record_access(
-            key,
-            "audit_log.entity.viewed",
-            {"target_type": entity_type, "target_id": entity_id, "results": len(page.events)},
-        )
-        return _page_response(key.tenant_id, "newest", page)
 
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         if isinstance(exc, _AllRejected):
@@ -649,9 +480,8 @@ def create_app(
                 healthz,
                 readyz,
                 ingest,
-                search,
                 get_event,
-                entity_history,
+                *search_routes(app),
                 *ledger_routes(app),
                 *alert_routes(app),
                 *key_routes(app),
@@ -681,11 +511,15 @@ def create_app(
     doc.schemas = schemas
     unions_as_any_of(schemas)
     unions_as_any_of(asgi.openapi_schema.paths)
-    # One response spec names one media type; the export answers NDJSON too.
+    # One response spec names one media type; the export answers CSV, a JSON array and NDJSON too.
     paths = asgi.openapi_schema.paths or {}
     export_ok = paths["/v1/export"].get.responses["200"]  # type: ignore[union-attr,index]
     content = export_ok.content or {}  # type: ignore[union-attr]
-    content["application/x-ndjson"] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore[arg-type]
+    for media in ("text/csv", "application/x-ndjson"):
+        content[media] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore[arg-type]
+    content["application/json"] = OpenAPIMediaType(
+        schema={"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}}  # type: ignore[arg-type]
+    )
     return asgi
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
@@ -13,11 +14,28 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
-from vigil.errors import IntegrityError, InvalidRequest, NotFound, StorageError
+from vigil.errors import IntegrityError, InvalidRequest, NotFound
+from vigil.export import EXTENSIONS, encode, pages
+from vigil.filters import given, make_query
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
 from vigil.web.common import BEARER, errors
+from vigil.web.search_routes import (
+    MAX_SIZE,
+    Action,
+    ActorEmail,
+    ActorId,
+    ActorName,
+    CategoryParam,
+    Ip,
+    OutcomeParam,
+    Since,
+    TargetId,
+    TargetType,
+    Until,
+    Words,
+)
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -44,8 +62,7 @@ class ConsistencyProof(msgspec.Struct):
     proof: list[str]
 
 
-MAX_SIZE = 1 << 40  # a log holds at most 2**40 events (seq is 40 bits of the row id)
-
+_MEDIA = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
 _NOTE = {
     200: ResponseSpec(
         data_container=str, description="A C2SP signed note (text/plain)", media_type="text/plain"
@@ -180,47 +197,88 @@ def ledger_routes(app: App) -> list[Any]:
         responses={
             **errors(400, 401, 403, 429, 503),
             200: ResponseSpec(
-                data_container=bytes, description="A bundle (zip) or NDJSON", media_type="application/zip"
+                data_container=bytes,
+                description="A bundle (zip), CSV, a JSON array or NDJSON, streamed",
+                media_type="application/zip",
             ),
         },
     )
     async def export(
         request: Request[Any, Any, Any],
         format: Annotated[
-            Literal["bundle", "ndjson"],
-            Parameter(description="bundle: a zip with events, signed checkpoint, proofs and verifier key"),
+            Literal["bundle", "csv", "json", "ndjson"],
+            Parameter(
+                description="bundle: a zip with events, signed checkpoint, proofs and verifier key (a contiguous "
+                "slice: no filters); csv, json (one array) or ndjson: the events with seq and leaf_hash"
+            ),
         ] = "bundle",
         from_seq: Annotated[int, Parameter(ge=0, le=MAX_SIZE)] = 0,
         to_seq: Annotated[
             int | None, Parameter(ge=1, le=MAX_SIZE, description="Seq after the last (default: log end)")
         ] = None,
+        actor_id: ActorId = None,
+        actor_name: ActorName = None,
+        actor_email: ActorEmail = None,
+        action: Action = None,
+        target_type: TargetType = None,
+        target_id: TargetId = None,
+        outcome: OutcomeParam = None,
+        category: CategoryParam = None,
+        ip: Ip = None,
+        since: Since = None,
+        until: Until = None,
+        q: Words = None,
     ) -> Stream:
-        """A slice of the tenant's log; a bundle is checkable offline with ``vigil verify-bundle``."""
+        """A slice of the tenant's log in seq order, with the search's filters; a bundle is checkable offline
+        with ``vigil verify-bundle``. Every export is recorded in the platform log."""
         key = app.auth(request, "read", "auditor")
         app.export_limiter.take(key.key_id)  # an export reads a whole log: its own, smaller budget per key
+        values = {
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "actor_email": actor_email,
+            "action": action,
+            "target_type": target_type,
+            "target_id": target_id,
+            "outcome": outcome,
+            "category": category,
+            "ip": ip,
+            "since": since,
+            "until": until,
+            "q": q,
+        }
+        filters = given(values)
+        if format == "bundle" and filters:
+            raise InvalidRequest(
+                "a bundle is a contiguous slice of the log with its proofs: it takes from_seq and to_seq, "
+                f"not filters ({', '.join(filters)}); export csv, json or ndjson to filter"
+            )
+        query = make_query(values, order="seq") if filters else None
         tenant = await asyncio.to_thread(app.store.get_tenant, key.tenant)
         size = await asyncio.to_thread(app.store.tree_size, tenant.id)
         end = to_seq if to_seq is not None else size
         if not 0 <= from_seq < end <= size:
             raise InvalidRequest(f"need from_seq < to_seq <= {size} (the log's size); got {from_seq}..{end}")
+        name = f"{tenant.slug}-{from_seq}-{end}.{EXTENSIONS[format]}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        record = {"format": format, "from_seq": from_seq, "to_seq": end, **filters}
+        if format != "bundle":
+            events = pages(app.store, tenant.id, query, from_seq, end)
+            # the first page before the answer starts: a hole or a bad filter there is an error response
+            first = await asyncio.to_thread(next, events, None)
+            app.record_access(key, "audit_log.exported", record)
+            chunks = encode(format, itertools.chain([] if first is None else [first], events))
+            return Stream(_stream(chunks), media_type=_MEDIA[format], headers=headers)
         spool: Any = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
-        if format == "bundle":
-            try:
-                await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
-            except IntegrityError as exc:  # no bundle is signed over a log that contradicts the trusted state
-                spool.close()
-                app.integrity_failed(tenant, exc)
-                raise
-        else:
-            await asyncio.to_thread(_write_ndjson, app, tenant.id, spool, from_seq, end)
-        app.record_access(key, "audit_log.exported", {"format": format, "from_seq": from_seq, "to_seq": end})
+        try:
+            await asyncio.to_thread(write_bundle, app.store, app.signer, tenant, spool, from_seq, end)
+        except IntegrityError as exc:  # no bundle is signed over a log that contradicts the trusted state
+            spool.close()
+            app.integrity_failed(tenant, exc)
+            raise
+        app.record_access(key, "audit_log.exported", record)
         spool.seek(0)
-        name = f"{tenant.slug}-{from_seq}-{end}.{'zip' if format == 'bundle' else 'ndjson'}"
-        return Stream(
-            _chunks(spool),
-            media_type="application/zip" if format == "bundle" else "application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return Stream(_chunks(spool), media_type="application/zip", headers=headers)
 
     return [event_proof, consistency_route, latest, at_size, create, verifier_key, export]
 
@@ -230,13 +288,10 @@ def _text(text: str, status: int = 200) -> Response[str]:
     return Response(text, status_code=status, media_type="text/plain")
 
 
-def _write_ndjson(app: App, tenant_id: int, out: Any, first: int, end: int) -> None:
-    for start in range(first, end, 10_000):
-        stop = min(start + 10_000, end)
-        rows = app.store.read_range(tenant_id, start, stop)
-        if len(rows) != stop - start:  # a gap means a damaged log: never export it as if it were whole
-            raise StorageError(f"events {start}..{stop - 1} are not all in the store; run vigil verify")
-        out.write(b"".join(body + b"\n" for _, _, body in rows))
+async def _stream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A blocking iterator of export chunks, each read on a worker thread (the store's reads block)."""
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        yield chunk
 
 
 async def _chunks(spool: Any) -> AsyncIterator[bytes]:
