@@ -75,7 +75,7 @@ def test_record_never_waits_for_a_hanging_request() -> None:
         ({"action": "user.login", "actor_id": "a", "outcome": "ok"}, "outcome="),
         ({"action": "user.login", "actor_id": "a", "category": "misc"}, "category="),
         ({"action": "user.login", "actor_id": "a", "occurred_at": datetime(2024, 1, 1)}, "timezone-aware"),
-        ({"action": "user.login", "actor_id": "a", "id": "not-a-uuid"}, "UUIDv7"),
+        ({"action": "user.login", "actor_id": "a", "id": "not an id"}, "must be a UUID"),
         ({"action": "user.login", "actor_id": "a", "metadata": {"x": object()}}, "encoded as JSON"),
         ({"action": "user.login", "actor_id": "a", "message": "x" * 70_000}, "at most 65536 bytes"),
     ],

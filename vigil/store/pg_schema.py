@@ -113,6 +113,24 @@ ALTER TABLE vigil.api_keys ADD COLUMN previous_hash bytea;
 ALTER TABLE vigil.api_keys ADD COLUMN previous_until text;
 """,
     ),
+    (
+        5,
+        "idempotency",
+        """
+-- Idempotency keys of ingest requests: per tenant, the SHA-256 of the key (never the key itself), the fingerprint
+-- of the body it came with and the answer given, so a retry gets the same answer and the same key with another
+-- body is refused. Rows expire (idempotency_window) and are deleted: no append-only trigger.
+CREATE TABLE vigil.idempotency_keys (
+    tenant_id   int NOT NULL REFERENCES vigil.tenants(id),
+    key_hash    bytea NOT NULL,
+    fingerprint bytea NOT NULL,
+    response    bytea NOT NULL,
+    created_us  bigint NOT NULL,
+    PRIMARY KEY (tenant_id, key_hash)
+);
+CREATE INDEX ON vigil.idempotency_keys (created_us);
+""",
+    ),
 ]
 
 TENANT_MIGRATIONS: list[tuple[int, str, str]] = [
@@ -193,6 +211,17 @@ ALTER TABLE {s}.tree_nodes ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE {s}.tree_nodes ENABLE ALWAYS TRIGGER no_truncate;
 ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE {s}.event_blocks ENABLE ALWAYS TRIGGER no_truncate;
+""",
+    ),
+    (
+        3,
+        "client_ids",
+        """
+-- Clients keep their own ids: any UUID, or an opaque id such as evt_123. The id is kept as the event holds it
+-- (a UUID lower-cased) in a text column compared byte by byte (COLLATE "C": no locale rules, and UUIDv7 text
+-- sorts in time order as its bytes did). Rewrites the events partitions and their id index once; no row
+-- trigger fires on a rewrite, and every value is the uuid's own text.
+ALTER TABLE {s}.events ALTER COLUMN id TYPE text COLLATE "C" USING id::text;
 """,
     ),
 ]

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Schema
 from litestar.params import ParameterKwarg
 
 from vigil.errors import InvalidRequest
+from vigil.ids import EVENT_ID_RULE, event_id
 
 
 class Problem(msgspec.Struct):
@@ -50,6 +51,14 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
     if 401 in statuses:  # whatever authenticates may answer 429: too many failed authentications (vigil.auth)
         statuses = (*statuses, 429)
     return {s: ResponseSpec(data_container=ErrorBody, description=text[s]) for s in statuses}
+
+
+def path_event_id(text: str) -> str:
+    """An event id from a URL path, as the log keeps it (a UUID lower-cased); 400 saying the rule otherwise."""
+    eid = event_id(text)
+    if eid is None:
+        raise InvalidRequest(f"event_id {text[:140]!r} is not an event id: it {EVENT_ID_RULE}")
+    return eid
 
 
 def json_response(data: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:

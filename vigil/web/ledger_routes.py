@@ -17,7 +17,7 @@ from vigil.errors import IntegrityError, InvalidRequest, NotFound, StorageError
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
-from vigil.web.common import BEARER, errors
+from vigil.web.common import BEARER, errors, path_event_id
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -78,6 +78,7 @@ def ledger_routes(app: App) -> list[Any]:
     ) -> InclusionProof:
         """The audit path of an event in the tenant's tree, verifiable with ``vigil.verifier.verify_inclusion``."""
         key = app.auth(request, "read", "auditor")
+        event_id = path_event_id(event_id)
         p = await asyncio.to_thread(inclusion, app.store, key.tenant_id, event_id, tree_size)
         app.record_access(
             key, "audit_log.proof.viewed", {"event_id": event_id[:64], "tree_size": p.tree_size}
