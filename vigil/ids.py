@@ -31,8 +31,12 @@ EVENT_ID_RULE = (
 """The rule in words, for error messages: a regular expression is not a message."""
 
 _event_id = re.compile(EVENT_ID_PATTERN).match
-_uuid_text = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z").match
-_DERIVED = uuid.UUID("6f1c1d3e-2b7a-5c36-9a0e-5d1f4c9b8e21")  # the namespace of ids made from idempotency keys
+_uuid_text = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+).match
+_DERIVED = uuid.UUID(
+    "6f1c1d3e-2b7a-5c36-9a0e-5d1f4c9b8e21"
+)  # the namespace of ids made from idempotency keys
 
 
 def uuid7(unix_ms: int | None = None) -> uuid.UUID:

@@ -246,7 +246,12 @@ def event_in_schema(
     props = components["EventIn"]["properties"]
     props["id"] = {
         "anyOf": [
-            {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID_LEN, "pattern": EVENT_ID_PATTERN[:-2] + "$"},
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_EVENT_ID_LEN,
+                "pattern": EVENT_ID_PATTERN[:-2] + "$",
+            },
             {"type": "null"},
         ],
         "description": "A UUID (any version; kept lower-cased) or an opaque id of 1 to 128 letters, digits, "

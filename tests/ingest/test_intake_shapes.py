@@ -38,13 +38,19 @@ def _ev(**extra: Any) -> dict[str, Any]:
     ("sent", "kept"),
     [
         ("9b2e4a44-8a8c-4b5e-9a7f-0d4c1f0e3a11", "9b2e4a44-8a8c-4b5e-9a7f-0d4c1f0e3a11"),  # UUIDv4
-        ("9B2E4A44-8A8C-4B5E-9A7F-0D4C1F0E3A11", "9b2e4a44-8a8c-4b5e-9a7f-0d4c1f0e3a11"),  # a UUID ignores case
+        (
+            "9B2E4A44-8A8C-4B5E-9A7F-0D4C1F0E3A11",
+            "9b2e4a44-8a8c-4b5e-9a7f-0d4c1f0e3a11",
+        ),  # a UUID ignores case
         ("00000000-0000-1000-8000-000000000000", "00000000-0000-1000-8000-000000000000"),  # UUIDv1
         ("evt_123", "evt_123"),
         ("Evt_123", "Evt_123"),  # an opaque id keeps its case
         ("audit_event_01GBNJC3MX9ZZJW1FSTF4C5938", "audit_event_01GBNJC3MX9ZZJW1FSTF4C5938"),
         ("order:42:paid.v2-b", "order:42:paid.v2-b"),
-        ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),  # hex without dashes: opaque
+        (
+            "0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef",
+        ),  # hex without dashes: opaque
         ("x" * 128, "x" * 128),
     ],
 )
@@ -90,7 +96,12 @@ def test_nested_metadata_names_its_key() -> None:
     )
     assert isinstance(r, Rejected)
     by_field = {e["field"]: e["message"] for e in r.errors}
-    assert set(by_field) == {"metadata.plan", "metadata.tags", "actor.metadata.role", "targets[0].metadata.owner"}
+    assert set(by_field) == {
+        "metadata.plan",
+        "metadata.tags",
+        "actor.metadata.role",
+        "targets[0].metadata.owner",
+    }
     assert "not an object" in by_field["metadata.plan"] and '"plan.tier"' in by_field["metadata.plan"]
     assert "not an array" in by_field["metadata.tags"]
     assert not any("[...]" in e["field"] for e in r.errors)
@@ -192,7 +203,9 @@ def test_ids_made_from_an_idempotency_key_repeat_for_the_same_body_only() -> Non
     or ordered otherwise) gets the same ids; another body or key, other ones; a client's own id stays."""
 
     def ids(body: bytes, key: str) -> list[str]:
-        return [p.id for p in prepare_request(body, "application/json", "acme", NOW, idempotency_key=key).good]
+        return [
+            p.id for p in prepare_request(body, "application/json", "acme", NOW, idempotency_key=key).good
+        ]
 
     events = [_ev(), _ev(action="user.logout"), _ev(id="evt_7")]
     body = json.dumps(events).encode()

@@ -13,7 +13,7 @@ from vigil.ingest.intake import Prepared, prepare_event
 from vigil.model import EventIn
 from vigil.store import Store
 
-T0 = 1_780_000_000_000_000
+T0 = time.time_ns() // 1000  # now: the PostgreSQL log keeps partitions from the present on
 
 
 def _p(received_us: int = T0, **fields: Any) -> Prepared:

@@ -50,12 +50,17 @@ def workos(store: Any) -> Keys:
     ("sent", "kept"),
     [
         ("9B2E4A44-8A8C-4B5E-9A7F-0D4C1F0E3A11", "9b2e4a44-8a8c-4b5e-9a7f-0d4c1f0e3a11"),
-        ("a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000001"),  # CloudTrail-like v4
+        (
+            "a1b2c3d4-0000-4000-8000-000000000001",
+            "a1b2c3d4-0000-4000-8000-000000000001",
+        ),  # CloudTrail-like v4
         ("evt_123", "evt_123"),
         ("order:42:paid", "order:42:paid"),
     ],
 )
-def test_client_ids_are_kept_and_found_by_get_and_proof(client: Client, keys: Keys, sent: str, kept: str) -> None:
+def test_client_ids_are_kept_and_found_by_get_and_proof(
+    client: Client, keys: Keys, sent: str, kept: str
+) -> None:
     """A UUIDv4 or an opaque id is the event's id: GET /v1/events/{id} and its proof take it (a UUID in any
     case)."""
     r = client.post("/v1/events", json=[event(id=sent)], headers=auth(keys.both))
@@ -75,7 +80,9 @@ def test_a_path_id_outside_the_rule_is_400_and_an_unknown_one_404(client: Client
     assert client.get("/v1/events/%20x/proof", headers=auth(keys.both)).status_code == 400
 
 
-def test_another_event_under_a_taken_id_is_a_conflict_not_a_success(client: Client, keys: Keys, store: Any) -> None:
+def test_another_event_under_a_taken_id_is_a_conflict_not_a_success(
+    client: Client, keys: Keys, store: Any
+) -> None:
     """Same id, other body: a per-event conflict carrying the stored seq, not counted as accepted, nothing stored;
     alone in its request it is a 409; the same body again is a duplicate."""
     first = client.post("/v1/events", json=[event(id="evt_1", message="a")], headers=auth(keys.both)).json()
@@ -113,7 +120,9 @@ def test_the_documented_workos_request_is_stored_and_its_retry_replayed(
     stored = client.get(f"/v1/events/{result['id']}", headers=auth(workos.both)).json()
     assert stored["action"] == "user.signed_in" and stored["version"] == 1
     assert stored["actor"]["metadata"] == {"role": "admin"} and stored["context"]["ip"] == "123.123.123.123"
-    assert stored["targets"][1]["metadata"] == {"owner": "user_01GBTCQ2"} and stored["metadata"] == {"extra": "data"}
+    assert stored["targets"][1]["metadata"] == {"owner": "user_01GBTCQ2"} and stored["metadata"] == {
+        "extra": "data"
+    }
     again = client.post("/v1/events", json=WORKOS_BODY, headers=headers)
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.content == r.content
@@ -128,7 +137,10 @@ def test_an_idempotency_key_with_another_body_is_refused(client: Client, workos:
     changed["event"]["metadata"]["extra"] = "other"
     r = client.post("/v1/events", json=changed, headers=headers)
     assert r.status_code == 422
-    assert r.json()["error"]["type"] == "idempotency_key_reused" and "another body" in r.json()["error"]["message"]
+    assert (
+        r.json()["error"]["type"] == "idempotency_key_reused"
+        and "another body" in r.json()["error"]["message"]
+    )
     assert store.tree_size(workos.tenant_id) == 1
     elsewhere = {**auth(workos.other_tenant), "Idempotency-Key": IDEMPOTENCY_KEY}
     one = client.post("/v1/events", json=changed["event"], headers=elsewhere)

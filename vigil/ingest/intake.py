@@ -260,7 +260,9 @@ def prepare_event(
                 i, [{"field": "occurred_at", "message": "is outside the years 1 to 9999 in UTC"}], eid
             )
         if max_skew_us is not None and occurred_us - received_us > max_skew_us:
-            return Rejected(i, [_future(occurred_at, occurred_us, received_at, received_us, max_skew_us)], eid)
+            return Rejected(
+                i, [_future(occurred_at, occurred_us, received_at, received_us, max_skew_us)], eid
+            )
     if actor.type is None:
         actor = msgspec.structs.replace(actor, type="user")
     if context is not None and context.ip is None and context.location:
@@ -293,7 +295,9 @@ def prepare_event(
     return Prepared(i, eid, occurred_us, event, body, _sha256(b"\x00" + body).digest(), search_text(event))
 
 
-def _future(occurred_at: str, occurred_us: int, received_at: str, received_us: int, skew_us: int) -> dict[str, str]:
+def _future(
+    occurred_at: str, occurred_us: int, received_at: str, received_us: int, skew_us: int
+) -> dict[str, str]:
     ahead = (occurred_us - received_us) / 1_000_000
     return {
         "field": "occurred_at",
@@ -303,12 +307,12 @@ def _future(occurred_at: str, occurred_us: int, received_at: str, received_us: i
 
 
 def _span(seconds: float) -> str:
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
-        if seconds >= size:
+    """``5 minutes``, ``3 days``: a span in its largest whole unit (rounded down), for a message."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
             n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''}" + ("" if unit == "minute" or not seconds % size else " and more")
-    n = int(seconds)
-    return f"{n} second{'s' if n != 1 else ''}"
+            return f"{n} {unit}{'' if n == 1 else 's'}"
+    return ""
 
 
 def _metadata(
@@ -347,7 +351,9 @@ def _metadata(
                 )
         elif kind is float:
             if value != value or value in (math.inf, -math.inf):
-                errors.append({"field": f"{where}.{key[:60]}", "message": "NaN and infinity have no JSON form"})
+                errors.append(
+                    {"field": f"{where}.{key[:60]}", "message": "NaN and infinity have no JSON form"}
+                )
             slow = True
     return metadata, slow
 
@@ -504,7 +510,8 @@ def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list
             if inner is not None and isinstance(item, dict):
                 errors.extend(struct_errors(item, inner, path(f.encode_name)))
             elif f.encode_name == "metadata" and isinstance(item, dict):
-                errors.extend(_flat_map_errors(item, path(f.encode_name)) or [{"field": path("metadata"), "message": _reason(exc)}])
+                found = _flat_map_errors(item, path(f.encode_name))
+                errors.extend(found or [{"field": path("metadata"), "message": _reason(exc)}])
             elif struct is EventIn and f.encode_name == "id" and isinstance(item, str):
                 errors.append({"field": "id", "message": EVENT_ID_RULE})
             elif sub is not None and isinstance(item, list):
@@ -549,7 +556,7 @@ def _flat_map_errors(value: dict[str, Any], where: str) -> list[dict[str, str]]:
         errors.append(
             {
                 "field": f"{where}.{key[:60]}",
-                "message": f"must be a string, number, boolean or null, not {_json_type(item)}: {where} is a "
+                "message": f"must be a string, number, boolean or null, not an {_json_type(item)}: {where} is a "
                 f"flat map{example}",
             }
         )

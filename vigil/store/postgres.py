@@ -704,8 +704,6 @@ def _searchable(q: SearchQuery) -> SearchQuery:
     )
 
 
-
-
 FTS_DOCUMENT = "to_tsvector('simple', regexp_replace(e.search, '[^[:alnum:]]+', ' ', 'g'))"
 """Words are runs of letters and digits, as in the SQLite store: without the regexp_replace PostgreSQL's parser
 keeps e-mail addresses and file names whole, and "becker" would not find "zoe.becker@acme.example"."""

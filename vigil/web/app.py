@@ -439,17 +439,27 @@ def create_app(
         app.ingest_limits.charge(key.tenant_id, len(body), estimate)
         received_us = time.time_ns() // 1000
         redactor = app.redaction.for_tenant(key.tenant)
-        args = (body, content_type, key.tenant, received_us, redactor)
-        options = {"max_skew_us": app.max_skew_us, "idempotency_key": idem_key}
-        if len(body) > _PREPARE_INLINE_BYTES:  # a big batch must not hold the event loop: others wait on it
-            batch = await asyncio.to_thread(functools.partial(prepare_request, *args, **options))
-        else:
-            batch = prepare_request(*args, **options)
+        prepare = functools.partial(
+            prepare_request,
+            body,
+            content_type,
+            key.tenant,
+            received_us,
+            redactor,
+            max_skew_us=app.max_skew_us,
+            idempotency_key=idem_key,
+        )
+        # a big batch must not hold the event loop: others wait on it
+        batch = await asyncio.to_thread(prepare) if len(body) > _PREPARE_INLINE_BYTES else prepare()
         good, bad = batch.good, batch.bad
         app.ingest_limits.settle(key.tenant_id, len(good) + len(bad) - estimate)
         if batch.organization is not None:
             await app.check_organization(key, batch.organization)
-        claim = None if idem_key is None else await app.idempotency.claim(key.tenant_id, idem_key, batch.fingerprint)
+        claim = (
+            None
+            if idem_key is None
+            else await app.idempotency.claim(key.tenant_id, idem_key, batch.fingerprint)
+        )
         if claim is not None and claim.answer is not None:
             return json_response(claim.answer, headers={"Idempotent-Replayed": "true"})
         try:
@@ -729,15 +739,21 @@ async def _append(app: App, key: ApiKey, good: list[Prepared], bad: list[Rejecte
         errors: list[dict[str, str]] | None = None
         if a.conflict:
             status, conflicts = "conflict", conflicts + 1
-            errors = [{"field": "id", "message": f"the log already holds another event with this id (seq {a.seq})"}]
+            errors = [
+                {"field": "id", "message": f"the log already holds another event with this id (seq {a.seq})"}
+            ]
         else:
             accepted += 1
             if a.duplicate:
                 status = "duplicate"
-        results[p.index] = EventResult(p.index, status, id=p.id, seq=a.seq, leaf_hash=a.leaf.hex(), errors=errors)
+        results[p.index] = EventResult(
+            p.index, status, id=p.id, seq=a.seq, leaf_hash=a.leaf.hex(), errors=errors
+        )
     if not accepted:
         raise _AllRejected(results, conflict=not bad)
-    return _encode_answer(IngestResponse(accepted, len(bad) + conflicts, [r for r in results if r is not None]))
+    return _encode_answer(
+        IngestResponse(accepted, len(bad) + conflicts, [r for r in results if r is not None])
+    )
 
 
 _encode_answer = msgspec.json.Encoder().encode
@@ -748,7 +764,9 @@ class _AllRejected(ClientError):
 
     def __init__(self, results: list[EventResult | None], conflict: bool = False) -> None:
         super().__init__(
-            "every event's id is held by another event in the log" if conflict else "every event of the request was rejected"
+            "every event's id is held by another event in the log"
+            if conflict
+            else "every event of the request was rejected"
         )
         self.results = results
         self.conflict = conflict
