@@ -124,7 +124,12 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     reason: LongText | None = None
     message: LongText | None = None
     metadata: dict[str, Scalar] | None = None
-    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)] | None = None  # WorkOS's schema version
+    # WorkOS's schema version; JSON Schema's "integer" admits 2.0, which intake stores as the integer it is
+    version: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+        | Annotated[float, msgspec.Meta(ge=1, le=MAX_VERSION)]
+        | None
+    ) = None
 
 
 def _max_lengths() -> dict[str, int]:
@@ -244,6 +249,10 @@ def event_in_schema(
     }
     _json_schema_patterns(components)
     props = components["EventIn"]["properties"]
+    props["version"] = {
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, {"type": "null"}],
+        "description": "The event's schema version (WorkOS's version); 2.0 is taken as 2",
+    }
     props["id"] = {
         "anyOf": [
             {

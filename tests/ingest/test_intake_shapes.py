@@ -182,8 +182,11 @@ def test_version_absent_leaves_the_canonical_bytes_as_they_were() -> None:
     """An event without version has no version key, so the bytes of every earlier event are unchanged."""
     (p,), _ = prepare_batch(json.dumps([_ev()]).encode(), "application/json", "acme", NOW)
     assert b"version" not in p.body
-    bad = _one(_ev(version=0))
-    assert isinstance(bad, Rejected) and bad.errors[0]["field"] == "version"
+    for wrong in (0, 1.5, "1"):
+        bad = _one(_ev(version=wrong))
+        assert isinstance(bad, Rejected) and bad.errors[0]["field"] == "version", wrong
+    two = _one(_ev(version=2.0))  # JSON Schema's integer admits 2.0: stored as 2
+    assert isinstance(two, Prepared) and b'"version":2}' in two.body
 
 
 def test_secrets_in_actor_and_target_metadata_are_redacted() -> None:

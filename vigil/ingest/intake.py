@@ -241,6 +241,12 @@ def prepare_event(
             context = msgspec.structs.replace(context, status=int(context.status))
         else:
             errors.append({"field": "context.status", "message": f"must be an integer; got {context.status}"})
+    version: int | float | None = ev.version
+    if isinstance(version, float):
+        if version.is_integer():
+            version = int(version)
+        else:
+            errors.append({"field": "version", "message": f"must be an integer; got {version}"})
     if errors:
         return Rejected(i, errors, _echo_id(client_id, redactor))
     redacted = redact_event(ev, metadata, changes, context, redactor, client_id)
@@ -286,7 +292,7 @@ def prepare_event(
         reason=reason,
         message=message,
         metadata=metadata,
-        version=ev.version,
+        version=None if version is None else int(version),
     )
     body = canonical(event, slow=slow)
     if len(body) > MAX_EVENT_BYTES:

@@ -66,6 +66,7 @@ from vigil.web.alert_routes import alert_routes
 from vigil.web.common import (
     BEARER,
     ErrorBody,
+    EventIdPath,
     Problem,
     errors,
     json_response,
@@ -111,7 +112,8 @@ class _IngestOperation(Operation):
             f"the same events one per line with Content-Type: {NDJSON}.",
             content={
                 "application/json": OpenAPIMediaType(schema=schema),
-                NDJSON: OpenAPIMediaType(schema=schema),
+                # one event per line: the array of events, written as lines (no WorkOS envelope)
+                NDJSON: OpenAPIMediaType(schema=schema["anyOf"][0]),
             },
         )
 
@@ -569,7 +571,7 @@ def create_app(
             200: ResponseSpec(data_container=StoredEvent, description="The event"),
         },
     )
-    async def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
+    async def get_event(request: Request[Any, Any, Any], event_id: EventIdPath) -> Response[bytes]:
         """One event of the caller's tenant, with its ``seq`` and ``leaf_hash``; ``event_id`` is a UUID (any
         case) or a client's opaque id (exactly)."""
         key = app.auth(request, "read", "auditor")

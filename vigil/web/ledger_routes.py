@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import Parameter
 from litestar.response import Stream
 
 from vigil.errors import IntegrityError, InvalidRequest, NotFound, StorageError
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
-from vigil.web.common import BEARER, errors, path_event_id
+from vigil.web.common import BEARER, EventIdPath, errors, path_event_id
 
 if TYPE_CHECKING:
     from vigil.web.app import App
@@ -65,7 +65,7 @@ def ledger_routes(app: App) -> list[Any]:
     )
     async def event_proof(
         request: Request[Any, Any, Any],
-        event_id: FromPath[str],
+        event_id: EventIdPath,
         tree_size: Annotated[
             int | None,
             Parameter(
