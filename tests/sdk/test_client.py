@@ -174,14 +174,17 @@ def test_batches_by_size_and_by_time() -> None:
 
 
 def test_stats_count_stored_duplicates_and_rejected_on_the_real_server(tenant: Tenant) -> None:
-    """Against the real server: a resent id is a duplicate (stored once), an invalid event is rejected."""
+    """Against the real server: the same event resent is a duplicate (stored once); another event under a taken
+    id (a conflict) and an invalid event are rejected."""
+    at = datetime.now(UTC)
     with Client(tenant.url, tenant.key, flush_interval=0.05) as client:
-        ids = [client.record(action="user.login", actor_id=f"usr_{i}") for i in range(30)]
-        client.record(action="user.login", actor_id="usr_0", id=ids[0])  # a retry, as an app might do
+        ids = [client.record(action="user.login", actor_id=f"usr_{i}", occurred_at=at) for i in range(30)]
+        client.record(action="user.login", actor_id="usr_0", id=ids[0], occurred_at=at)  # a retry, as an app might
+        client.record(action="user.logout", actor_id="usr_0", id=ids[0], occurred_at=at)  # not the same event
         client.record(action="user.login", actor_id="usr_x", metadata={f"k{i}": i for i in range(60)})
         assert client.flush(10)
         stats = client.stats
-    assert (stats.sent, stats.stored, stats.duplicates, stats.rejected) == (32, 30, 1, 1)
+    assert (stats.sent, stats.stored, stats.duplicates, stats.rejected) == (33, 30, 1, 2)
     assert (stats.retries, stats.spooled, stats.dropped, stats.queued) == (0, 0, 0, 0)
     assert server_ids(tenant.url, tenant.key) == ids
 
