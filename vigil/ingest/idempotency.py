@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 
-from vigil.errors import Conflict, IdempotencyKeyReused, InvalidRequest
+from vigil.errors import Conflict, IdempotencyKeyReused, InvalidRequest, StorageError
 from vigil.store.base import Store
+
+log = logging.getLogger("vigil.ingest")
 
 MAX_KEY_LEN = 255
 _KEY = re.compile(r"[!-~]{1,255}\Z")  # visible ASCII: a UUIDv4, as WorkOS suggests, or any token
@@ -104,13 +107,18 @@ class Idempotency:
         return Claim(tenant_id, key_hash, fingerprint, None, self)
 
     async def keep(self, claim: Claim, answer: bytes) -> None:
+        """Keep the answer. The events are committed by now: a store that fails here must not turn their
+        answer into an error (a retry then lands on them as duplicates, by their derived ids)."""
         now = time.time_ns() // 1000
-        await asyncio.to_thread(
-            self.store.remember_answer,
-            claim.tenant_id,
-            claim.key_hash,
-            claim.fingerprint,
-            answer,
-            now,
-            now - self.window_us,
-        )
+        try:
+            await asyncio.to_thread(
+                self.store.remember_answer,
+                claim.tenant_id,
+                claim.key_hash,
+                claim.fingerprint,
+                answer,
+                now,
+                now - self.window_us,
+            )
+        except StorageError as exc:
+            log.warning("could not keep the answer of an idempotent request: %s", exc.message)

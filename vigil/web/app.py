@@ -41,7 +41,7 @@ from vigil.errors import (
 )
 from vigil.ingest.decode import decode_content
 from vigil.ingest.idempotency import Idempotency, idempotency_key
-from vigil.ingest.intake import NDJSON, Prepared, Rejected, prepare_event, prepare_request, to_us
+from vigil.ingest.intake import NDJSON, Prepared, prepare_event, prepare_request, to_us
 from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
 from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
@@ -51,7 +51,6 @@ from vigil.model import (
     MAX_REQUEST_EVENTS,
     Actor,
     EventIn,
-    EventResult,
     IngestResponse,
     StoredEvent,
     Target,
@@ -76,6 +75,7 @@ from vigil.web.common import (
     with_options,
 )
 from vigil.web.fairness import ReadAudit, body_deadline
+from vigil.web.ingest_answer import NoneTaken, append_and_answer
 from vigil.web.key_routes import key_routes
 
 if TYPE_CHECKING:
@@ -465,7 +465,7 @@ def create_app(
         if claim is not None and claim.answer is not None:
             return json_response(claim.answer, headers={"Idempotent-Replayed": "true"})
         try:
-            answer = await _append(app, key, good, bad)
+            answer = await append_and_answer(app.store, key.tenant_id, good, bad)
             if claim is not None:
                 await claim.keep(answer)
         finally:
@@ -624,12 +624,12 @@ def create_app(
         return _page_response(key.tenant_id, "newest", page)
 
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        if isinstance(exc, _AllRejected):
+        if isinstance(exc, NoneTaken):
             body = ErrorBody(
                 Problem(
                     "conflict" if exc.conflict else "validation_failed",
                     exc.message,
-                    [msgspec.to_builtins(r) for r in exc.results if r is not None],
+                    [msgspec.to_builtins(r) for r in exc.results],
                 )
             )
             return json_response(msgspec.json.encode(body), 409 if exc.conflict else 422)
@@ -724,51 +724,3 @@ def _content_length(request: Request[Any, Any, Any]) -> int | None:
         return int(request.headers.get("content-length", ""))
     except ValueError:
         return None
-
-
-async def _append(app: App, key: ApiKey, good: list[Prepared], bad: list[Rejected]) -> bytes:
-    """Append the good events and answer for every one: the JSON of an :class:`IngestResponse`; raises when no
-    event is taken (409 when every one is a conflict, else 422), listing each."""
-    results: list[EventResult | None] = [None] * (len(good) + len(bad))
-    for r in bad:
-        results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
-    if not good:
-        raise _AllRejected(results)
-    appended = await app.store.append_async(key.tenant_id, good, bounded=True)
-    accepted = conflicts = 0
-    for p, a in zip(good, appended, strict=True):
-        status: Literal["stored", "duplicate", "conflict"] = "stored"
-        errors: list[dict[str, str]] | None = None
-        if a.conflict:
-            status, conflicts = "conflict", conflicts + 1
-            errors = [
-                {"field": "id", "message": f"the log already holds another event with this id (seq {a.seq})"}
-            ]
-        else:
-            accepted += 1
-            if a.duplicate:
-                status = "duplicate"
-        results[p.index] = EventResult(
-            p.index, status, id=p.id, seq=a.seq, leaf_hash=a.leaf.hex(), errors=errors
-        )
-    if not accepted:
-        raise _AllRejected(results, conflict=not bad)
-    return _encode_answer(
-        IngestResponse(accepted, len(bad) + conflicts, [r for r in results if r is not None])
-    )
-
-
-_encode_answer = msgspec.json.Encoder().encode
-
-
-class _AllRejected(ClientError):
-    status = 422
-
-    def __init__(self, results: list[EventResult | None], conflict: bool = False) -> None:
-        super().__init__(
-            "every event's id is held by another event in the log"
-            if conflict
-            else "every event of the request was rejected"
-        )
-        self.results = results
-        self.conflict = conflict
