@@ -383,7 +383,7 @@ def redaction_cost(bodies: list[tuple[bytes, int]], slug: str, rounds: int = 3) 
     real = intake.redact_event
     with_redaction = timed(prepare_batch)
 
-    def nothing(ev: Any, metadata: Any, changes: Any, context: Any, red: Any) -> Any:
+    def nothing(ev: Any, metadata: Any, changes: Any, context: Any, red: Any, *_: Any) -> Any:
         return ev.actor, ev.targets, context, changes, metadata, ev.reason, ev.message
 
     intake.redact_event = nothing  # type: ignore[assignment]

@@ -97,6 +97,8 @@ def main() -> None:
     "commit_tenant_events",
     "tenant_queue_events",
     "body_timeout",
+    "max_clock_skew",
+    "idempotency_window",
     "read_audit_window",
     "auth_failure_limit",
     "auth_failure_window",

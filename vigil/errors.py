@@ -15,6 +15,7 @@
     └── ClientError                 400  the request is wrong; the body says why
         ├── InvalidRequest          400  malformed JSON, bad query parameter
         ├── ValidationFailed        422  every event of the request was rejected (per-event errors listed)
+        │   └── IdempotencyKeyReused 422  an Idempotency-Key sent again with another body
         ├── Unauthorized            401  no API key, or an unknown one
         ├── Forbidden               403  the key lacks the scope the route needs
         ├── NotFound                404  no such event, tenant or key (within the caller's tenant)
@@ -113,6 +114,12 @@ class InvalidRequest(ClientError):
 class ValidationFailed(ClientError):
     status = 422
     code = "validation_failed"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The Idempotency-Key of an earlier request, with another body: refused, never taken as that request."""
+
+    code = "idempotency_key_reused"
 
 
 class Unauthorized(ClientError):

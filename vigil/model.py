@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import msgspec.inspect
 
+from vigil.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LEN
+
 # Limits from the issue tracker (WorkOS's metadata caps; our own event and request caps).
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LEN = 40
@@ -23,10 +25,10 @@ MAX_TARGETS = 50
 MAX_CHANGES = 100
 MAX_SAFE_INT = 2**53 - 1
 MAX_DEPTH = 32  # arrays and objects an event nests, the event itself included
+MAX_VERSION = 2**31 - 1  # the schema version an event may name (WorkOS's "version")
 # Identifiers are matched exactly. Python's "$" also matches before a final newline, so "user.login\n" would pass
 # and then escape every search for user.login: the patterns end in "\Z" here, and in "$" (which means the end of
 # the text in JSON Schema's regular expressions) in the documented schema.
-UUID7_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}\Z"
 # Ids and types of actors and targets: visible ASCII, no space, no control or invisible character, so an id
 # looks like what it is and matches itself only.
 ID_PATTERN = r"^[!-~]+\Z"
@@ -60,6 +62,15 @@ TypeName = Annotated[
 OptText = Annotated[str, msgspec.Meta(max_length=256)]
 LongText = Annotated[str, msgspec.Meta(max_length=2000)]
 Scalar = str | int | float | bool | None
+EventId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_EVENT_ID_LEN,
+        pattern=EVENT_ID_PATTERN,
+        description="A UUID (any version), or 1 to 128 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
+    ),
+]
 
 
 class Actor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -70,6 +81,7 @@ class Actor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: OptText | None = None
     email: OptText | None = None
     session_id: OptText | None = None
+    metadata: dict[str, Scalar] | None = None  # WorkOS's actor.metadata: a flat map, with the event's limits
 
 
 class Target(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -78,6 +90,7 @@ class Target(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     type: TypeName
     id: Ident
     name: OptText | None = None
+    metadata: dict[str, Scalar] | None = None  # WorkOS's targets[].metadata, as actor.metadata
 
 
 class Context(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -101,7 +114,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     action: Action
     actor: Actor
-    id: Annotated[str, msgspec.Meta(pattern=UUID7_PATTERN)] | None = None
+    id: EventId | None = None
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     category: Category = "activity"
     outcome: Outcome = "success"
@@ -111,6 +124,12 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     reason: LongText | None = None
     message: LongText | None = None
     metadata: dict[str, Scalar] | None = None
+    # WorkOS's schema version; JSON Schema's "integer" admits 2.0, which intake stores as the integer it is
+    version: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+        | Annotated[float, msgspec.Meta(ge=1, le=MAX_VERSION)]
+        | None
+    ) = None
 
 
 def _max_lengths() -> dict[str, int]:
@@ -149,6 +168,8 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
     reason: str | None = None
     message: str | None = None
     metadata: dict[str, Scalar] | None = None
+    # Absent unless the client sent it, so the canonical bytes of every event without one are what they were.
+    version: int | None = None
 
 
 class StoredEvent(Event, kw_only=True):
@@ -176,10 +197,11 @@ def decode_stored(seq: int, leaf: bytes, body: bytes) -> StoredEvent:
 
 
 class EventResult(msgspec.Struct, omit_defaults=True):
-    """Per-event answer of ``POST /v1/events``: either ``seq`` and ``leaf_hash``, or ``errors``."""
+    """Per-event answer of ``POST /v1/events``: ``seq`` and ``leaf_hash`` (stored, duplicate), ``errors``
+    (rejected), or both (conflict: the id is taken by another event, whose seq and leaf hash these are)."""
 
     index: int
-    status: Literal["stored", "duplicate", "rejected"]
+    status: Literal["stored", "duplicate", "conflict", "rejected"]
     id: str | None = None
     seq: int | None = None
     leaf_hash: str | None = None
@@ -187,7 +209,8 @@ class EventResult(msgspec.Struct, omit_defaults=True):
 
 
 class IngestResponse(msgspec.Struct):
-    """Answer of ``POST /v1/events``."""
+    """Answer of ``POST /v1/events``: ``accepted`` counts stored and duplicate events, ``rejected`` the rest
+    (rejected and conflict)."""
 
     accepted: int
     rejected: int
@@ -197,11 +220,12 @@ class IngestResponse(msgspec.Struct):
 def event_in_schema(
     ref_template: str = "#/components/schemas/{name}",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """JSON Schema of a request body (a list of :class:`EventIn`) and its components, with every limit.
+    """JSON Schema of a request body (a list of :class:`EventIn`, one event, or WorkOS's ``{organization_id,
+    event}``) and its components, with every limit.
 
     The struct decodes leniently so that intake can list every problem of an event at once; the limits it
-    checks by hand (UUIDv7 ids, metadata caps, JSON-safe integers, change pairs) are written into the
-    documented schema here, so a schema-valid event is an acceptable one.
+    checks by hand (metadata caps, JSON-safe integers, change pairs) are written into the documented schema
+    here, so a schema-valid event is an acceptable one (but for the clock: see ``max_clock_skew``).
     """
     body, components = msgspec.json.schema_components(
         [Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=MAX_REQUEST_EVENTS)]],
@@ -225,11 +249,25 @@ def event_in_schema(
     }
     _json_schema_patterns(components)
     props = components["EventIn"]["properties"]
-    props["id"] = {
-        "anyOf": [{"type": "string", "pattern": UUID7_PATTERN}, {"type": "null"}],
-        "description": "UUIDv7; generated when absent. Resending an id is a safe retry.",
+    props["version"] = {
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, {"type": "null"}],
+        "description": "The event's schema version (WorkOS's version); 2.0 is taken as 2",
     }
-    props["metadata"] = {
+    props["id"] = {
+        "anyOf": [
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_EVENT_ID_LEN,
+                "pattern": EVENT_ID_PATTERN[:-2] + "$",
+            },
+            {"type": "null"},
+        ],
+        "description": "A UUID (any version; kept lower-cased) or an opaque id of 1 to 128 letters, digits, "
+        "'.', '_', ':' and '-' starting with a letter or digit (kept as sent); a UUIDv7 is made when absent. "
+        "Resending an id with the same event is a duplicate; with another event, a conflict.",
+    }
+    components["Metadata"] = {
         "anyOf": [
             {
                 "type": "object",
@@ -249,6 +287,10 @@ def event_in_schema(
         ],
         "description": "Flat map; values of secret-named keys are stored as [REDACTED].",
     }
+    metadata = {"$ref": ref_template.format(name="Metadata")}
+    props["metadata"] = metadata
+    components["Actor"]["properties"]["metadata"] = metadata
+    components["Target"]["properties"]["metadata"] = metadata
     props["changes"] = {
         "anyOf": [
             {
@@ -265,8 +307,25 @@ def event_in_schema(
         ],
         "description": "{field: [before, after]}",
     }
-    props["id"]["anyOf"][0]["pattern"] = UUID7_PATTERN[:-2] + "$"
-    return body[0], components
+    event = {"$ref": ref_template.format(name="EventIn")}
+    components["WorkOSEnvelope"] = {
+        "type": "object",
+        "required": ["event"],
+        "additionalProperties": False,
+        "properties": {
+            "organization_id": {
+                "type": "string",
+                "description": "Must name the key's own tenant (its slug or its name); the key decides the tenant",
+            },
+            "event": event,
+        },
+        "description": "A WorkOS Create Event body: one event",
+    }
+    request = {
+        "anyOf": [body[0], event, {"$ref": ref_template.format(name="WorkOSEnvelope")}],
+        "description": "An array of events, one event, or a WorkOS Create Event body",
+    }
+    return request, components
 
 
 def _json_schema_patterns(node: Any) -> None:

@@ -181,6 +181,22 @@ SETTINGS: tuple[Setting, ...] = (
         "closed. 0: no limit.",
     ),
     Setting(
+        "max_clock_skew",
+        _positive_int,
+        300,
+        "Seconds an event's `occurred_at` may be ahead of the server's clock; an event further in the future is "
+        "rejected (the sender's clock is wrong). There is no lower bound: old events can be backfilled. 0 turns "
+        "the check off.",
+    ),
+    Setting(
+        "idempotency_window",
+        _positive_int,
+        86400,
+        "Seconds an ingest request's `Idempotency-Key` is remembered: a retry with the same key and body gets "
+        "the first answer again, the same key with another body is refused. 0: answers are not kept (retries "
+        "still land on the events already stored).",
+    ),
+    Setting(
         "read_audit_window",
         _positive_int,
         10,

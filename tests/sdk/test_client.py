@@ -75,7 +75,7 @@ def test_record_never_waits_for_a_hanging_request() -> None:
         ({"action": "user.login", "actor_id": "a", "outcome": "ok"}, "outcome="),
         ({"action": "user.login", "actor_id": "a", "category": "misc"}, "category="),
         ({"action": "user.login", "actor_id": "a", "occurred_at": datetime(2024, 1, 1)}, "timezone-aware"),
-        ({"action": "user.login", "actor_id": "a", "id": "not-a-uuid"}, "UUIDv7"),
+        ({"action": "user.login", "actor_id": "a", "id": "not an id"}, "must be a UUID"),
         ({"action": "user.login", "actor_id": "a", "metadata": {"x": object()}}, "encoded as JSON"),
         ({"action": "user.login", "actor_id": "a", "message": "x" * 70_000}, "at most 65536 bytes"),
     ],
@@ -174,16 +174,20 @@ def test_batches_by_size_and_by_time() -> None:
 
 
 def test_stats_count_stored_duplicates_and_rejected_on_the_real_server(tenant: Tenant) -> None:
-    """Against the real server: a resent id is a duplicate (stored once), an invalid event is rejected."""
+    """Against the real server: the same event resent is a duplicate (stored once); another event under a taken
+    id (a conflict) and an invalid event are rejected."""
+    at = datetime.now(UTC)
     with Client(tenant.url, tenant.key, flush_interval=0.05) as client:
         at = datetime.now(UTC)
         ids = [client.record(action="user.login", actor_id=f"usr_{i}", occurred_at=at) for i in range(30)]
-        # a retry, as an app might do: the same id and the same event (another body would be a conflict)
-        client.record(action="user.login", actor_id="usr_0", id=ids[0], occurred_at=at)
+        client.record(
+            action="user.login", actor_id="usr_0", id=ids[0], occurred_at=at
+        )  # a retry, as an app might
+        client.record(action="user.logout", actor_id="usr_0", id=ids[0], occurred_at=at)  # not the same event
         client.record(action="user.login", actor_id="usr_x", metadata={f"k{i}": i for i in range(60)})
         assert client.flush(10)
         stats = client.stats
-    assert (stats.attempts, stats.stored, stats.duplicates, stats.rejected) == (32, 30, 1, 1)
+    assert (stats.attempts, stats.stored, stats.duplicates, stats.rejected) == (33, 30, 1, 2)
     assert (stats.retries, stats.spooled, stats.dropped, stats.queued) == (0, 0, 0, 0)
     assert server_ids(tenant.url, tenant.key) == ids
 

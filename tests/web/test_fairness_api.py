@@ -24,13 +24,13 @@ Client = TestClient[Any]
 def intake_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the requests that reach the intake (decode, validate, hash)."""
     calls: list[int] = []
-    real = web_app.prepare_batch
+    real = web_app.prepare_request
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(web_app, "prepare_batch", counting)
+    monkeypatch.setattr(web_app, "prepare_request", counting)
     return calls
 
 

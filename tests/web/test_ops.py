@@ -35,8 +35,11 @@ def test_openapi_describes_every_route_and_the_ingest_body(client: TestClient[An
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]
     assert body["required"] is True
     schema = body["content"]["application/json"]["schema"]
-    assert schema["maxItems"] == 1000 and schema["items"]["$ref"].endswith("/EventIn")
-    meta = doc["components"]["schemas"]["EventIn"]["properties"]["metadata"]["anyOf"][0]
+    array, *one = schema["anyOf"]  # an array of events, one event, or WorkOS's {organization_id, event}
+    assert array["maxItems"] == 1000 and array["items"]["$ref"].endswith("/EventIn")
+    assert [s["$ref"].rsplit("/", 1)[1] for s in one] == ["EventIn", "WorkOSEnvelope"]
+    assert doc["components"]["schemas"]["EventIn"]["properties"]["metadata"]["$ref"].endswith("/Metadata")
+    meta = doc["components"]["schemas"]["Metadata"]["anyOf"][0]
     assert meta["maxProperties"] == 50 and meta["propertyNames"]["maxLength"] == 40
     assert doc["paths"]["/v1/events"]["get"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/healthz"]["get"]

@@ -137,15 +137,24 @@ def parse(raw: bytes) -> Any:
 
 
 def decode_body(body: bytes, content_type: str) -> list[Any]:
-    """The items of a request body: each a JSON value, or :class:`Malformed` for one that cannot be an event.
+    """The items of a request body (see :func:`decode_request`), a WorkOS envelope unwrapped."""
+    return decode_request(body, content_type)[0]
 
-    NDJSON lines that are not acceptable JSON become :class:`Malformed` items, so they are rejected one by one;
-    a JSON body that is not acceptable JSON, or not an array, is a 400 that says where.
+
+def decode_request(body: bytes, content_type: str) -> tuple[list[Any], str | None]:
+    """The items of a request body, each a JSON value or :class:`Malformed`, and the ``organization_id`` of a
+    WorkOS envelope (None without one).
+
+    A JSON body is an array of events, or one event as an object (WorkOS sends one event per request): a batch
+    of one. An object holding ``event`` and nothing but ``organization_id`` beside it is WorkOS's Create Event
+    body; its event is the batch, and the caller checks the organization against the key's tenant. NDJSON lines
+    that are not acceptable JSON become :class:`Malformed` items, so they are rejected one by one; a JSON body
+    that is not acceptable JSON, or neither an array nor an object, is a 400 that says where.
     """
     media = content_type.split(";")[0].strip().lower()
     if media not in ("", JSON, NDJSON):
         raise UnsupportedMediaType(
-            f"send {JSON} (an array of events) or {NDJSON} (one event per line); got {media}"
+            f"send {JSON} (an array of events, or one event) or {NDJSON} (one event per line); got {media}"
         )
     if media == NDJSON:
         items: list[Any] = []
@@ -161,22 +170,38 @@ def decode_body(body: bytes, content_type: str) -> list[Any]:
                 continue
             items.append(_text_problem(item) if "\\u" in text else item)
         _check_count(len(items))
-        return items
+        return items, None
     text = ""
     try:
         text = body.decode("utf-8")
         loose = _parse(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"malformed JSON: {_reason(exc, text)}") from None
+    organization: str | None = None
+    if isinstance(loose, dict):
+        loose, organization = _envelope(loose)
     if not isinstance(loose, list):
         raise InvalidRequest(
-            "the body must be a JSON array of events (or NDJSON with "
-            f"Content-Type: {NDJSON}); got a JSON {type(loose).__name__}"
+            "the body must be a JSON array of events or one event as an object (or NDJSON with "
+            f"Content-Type: {NDJSON}); got a JSON {_KINDS.get(type(loose), type(loose).__name__)}"
         )
     _check_count(len(loose))
     if "\\u" in text:  # escapes are rare: only then can a string hold NUL or a lone surrogate
         loose = [_text_problem(item) for item in loose]
-    return loose
+    return loose, organization
+
+
+_KINDS = {str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _envelope(obj: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """``[event]`` and the organization of a WorkOS ``{"organization_id", "event"}`` body; ``[obj]`` otherwise."""
+    if "event" not in obj or not set(obj) <= {"event", "organization_id"}:
+        return [obj], None  # one event; an event of ours has no "event" field, so it is never mistaken
+    organization = obj.get("organization_id")
+    if organization is not None and not isinstance(organization, str):
+        raise InvalidRequest("organization_id must be a string (the name of the key's own tenant)")
+    return [obj["event"]], organization
 
 
 def _native_scan() -> Callable[[bytes], bool | None] | None:

@@ -1,6 +1,9 @@
 """Turn a request body into prepared events: decode → validate → redact → canonicalise → leaf hash.
 
 Every problem of every event is reported (field path and reason); one bad event never loses the good ones.
+A body is an array of events, one event, or WorkOS's ``{"organization_id", "event"}``; with an
+``Idempotency-Key`` the events without an id get ids made from the key and the body (:func:`vigil.ids.derived_id`),
+so a retried request lands on the events it stored before.
 The body is read strictly by :mod:`vigil.ingest.decode` (one reader: no duplicate keys, no NUL, no number
 beyond a float). The common case, a body whose events are all valid, is converted by msgspec in one typed pass;
 only when that fails is each event checked field by field to list all of its problems.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,10 +22,10 @@ from typing import Any, get_args, get_origin
 import msgspec
 import rfc8785
 
-from vigil.ids import uuid7_text
+from vigil.ids import EVENT_ID_PATTERN, EVENT_ID_RULE, derived_id, event_id, is_uuid_text, uuid7_text
 from vigil.ingest.decode import JSON as JSON
 from vigil.ingest.decode import NDJSON as NDJSON
-from vigil.ingest.decode import Malformed, decode_typed
+from vigil.ingest.decode import Malformed, decode_request, decode_typed
 from vigil.ingest.decode import decode_body as decode_body
 from vigil.ingest.redact import (
     DEFAULT,
@@ -40,7 +44,6 @@ from vigil.model import (
     MAX_METADATA_KEY_LEN,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LEN,
-    UUID7_PATTERN,
     Actor,
     Context,
     Event,
@@ -103,23 +106,61 @@ _ARRAY = msgspec.json.Decoder(list[EventIn])
 _ITEM = msgspec.json.Decoder(EventIn)
 
 
+@dataclass(slots=True)
+class Batch:
+    """A prepared request: its events sorted into good and bad, the organization a WorkOS envelope named (the
+    caller checks it against the key's tenant), and the fingerprint of its body when it had an idempotency key."""
+
+    good: list[Prepared]
+    bad: list[Rejected]
+    organization: str | None = None
+    fingerprint: bytes = b""
+
+
 def prepare_batch(
     body: bytes, content_type: str, tenant: str, received_us: int, redactor: Redactor = DEFAULT
 ) -> tuple[list[Prepared], list[Rejected]]:
     """Decode and prepare every event of a request body for ``tenant``, redacted with ``redactor``."""
+    batch = prepare_request(body, content_type, tenant, received_us, redactor)
+    return batch.good, batch.bad
+
+
+def prepare_request(
+    body: bytes,
+    content_type: str,
+    tenant: str,
+    received_us: int,
+    redactor: Redactor = DEFAULT,
+    *,
+    max_skew_us: int | None = None,
+    idempotency_key: str | None = None,
+) -> Batch:
+    """:func:`prepare_batch` for the API: events whose ``occurred_at`` is more than ``max_skew_us`` after
+    ``received_us`` are rejected (None: no bound), and with ``idempotency_key`` the events without an id get
+    the ids that key and this body always give."""
     received_at = rfc3339(received_us)
     good: list[Prepared] = []
     bad: list[Rejected] = []
-    typed: list[EventIn] | None = decode_typed(body, content_type, _ARRAY, _ITEM)  # the common case
-    items: list[Any] = []
-    if typed is None:
-        items = decode_body(body, content_type)
-        with contextlib.suppress(msgspec.ValidationError, RecursionError):
-            typed = msgspec.convert(items, list[EventIn])  # all valid, in one typed pass
+    # the common case: an array (or NDJSON) of valid events, read straight into typed events; an idempotency key
+    # needs the decoded values (its ids and fingerprint come from them), and a WorkOS object takes the strict road
+    typed = None if idempotency_key is not None else decode_typed(body, content_type, _ARRAY, _ITEM)
     if typed is not None:
         for i, ev in enumerate(typed):
-            _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
-        return good, bad
+            _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor, max_skew_us), good, bad)
+        return Batch(good, bad)
+    items, organization = decode_request(body, content_type)
+    fingerprint = b""
+    if idempotency_key is not None:
+        fingerprint = request_fingerprint(items, body)
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and item.get("id") is None:
+                item["id"] = derived_id(idempotency_key, fingerprint, i)
+    with contextlib.suppress(msgspec.ValidationError, RecursionError):
+        typed = msgspec.convert(items, list[EventIn])  # all valid, in one typed pass
+    if typed is not None:
+        for i, ev in enumerate(typed):
+            _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor, max_skew_us), good, bad)
+        return Batch(good, bad, organization, fingerprint)
     for i, item in enumerate(items):
         if isinstance(item, Malformed):
             bad.append(Rejected(i, [{"field": item.field, "message": item.message}]))
@@ -133,12 +174,30 @@ def prepare_batch(
                 Rejected(
                     i,
                     errors or [{"field": "", "message": "invalid event"}],
-                    raw_id[:64] if isinstance(raw_id, str) else None,
+                    _echo_id(raw_id, redactor),
                 )
             )
             continue
-        _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor), good, bad)
-    return good, bad
+        _sort(prepare_event(ev, tenant, received_us, received_at, i, redactor, max_skew_us), good, bad)
+    return Batch(good, bad, organization, fingerprint)
+
+
+_sorted_json = msgspec.json.Encoder(order="sorted").encode
+
+
+def request_fingerprint(items: list[Any], body: bytes) -> bytes:
+    """SHA-256 of the request's JSON values with keys sorted: the same events, however spaced or ordered, give
+    the same fingerprint (the raw body's hash when a value has no such form, like an integer past 64 bits)."""
+    try:
+        return _sha256(_sorted_json(items)).digest()
+    except (OverflowError, TypeError, msgspec.EncodeError):
+        return _sha256(body).digest()
+
+
+def _echo_id(raw: Any, red: Redactor) -> str | None:
+    """A rejected event's id, for its result: only a valid id, and never one that holds a credential."""
+    eid = event_id(raw) if isinstance(raw, str) else None
+    return eid if eid is not None and red.first_kind(eid) is None else None
 
 
 def _sort(item: Prepared | Rejected, good: list[Prepared], bad: list[Rejected]) -> None:
@@ -155,14 +214,24 @@ def prepare_event(
     received_at: str | None = None,
     i: int = 0,
     redactor: Redactor = DEFAULT,
+    max_skew_us: int | None = None,
 ) -> Prepared | Rejected:
-    """Validate, redact and canonicalise one decoded event for ``tenant``."""
+    """Validate, redact and canonicalise one decoded event for ``tenant``; an ``occurred_at`` more than
+    ``max_skew_us`` after ``received_us`` is rejected (None: no bound)."""
     if received_at is None:
         received_at = rfc3339(received_us)
     errors: list[dict[str, str]] = []
-    # the id's UUIDv7 shape was checked by the decoder's pattern; lower-case it so retries match
-    eid = uuid7_text(received_us // 1000) if ev.id is None else ev.id.lower()
-    metadata, slow = _metadata(ev.metadata, errors) if ev.metadata else (ev.metadata, False)
+    # the decoder's pattern checked the id; a UUID is a number whose text ignores case: lower-cased, retries match
+    if ev.id is None:
+        eid, client_id = uuid7_text(received_us // 1000), None
+    else:
+        eid = client_id = ev.id.lower() if len(ev.id) == 36 and is_uuid_text(ev.id) else ev.id
+    metadata, slow = _metadata(ev.metadata, errors, "metadata") if ev.metadata else (ev.metadata, False)
+    if ev.actor.metadata:
+        slow = _metadata(ev.actor.metadata, errors, "actor.metadata")[1] or slow
+    for j, t in enumerate(ev.targets):
+        if t.metadata:
+            slow = _metadata(t.metadata, errors, f"targets[{j}].metadata")[1] or slow
     changes = ev.changes
     if changes:
         if len(changes) > MAX_CHANGES:
@@ -182,12 +251,20 @@ def prepare_event(
             context = msgspec.structs.replace(context, status=int(context.status))
         else:
             errors.append({"field": "context.status", "message": f"must be an integer; got {context.status}"})
+    version: int | float | None = ev.version
+    if isinstance(version, float):
+        if version.is_integer():
+            version = int(version)
+        else:
+            errors.append({"field": "version", "message": f"must be an integer; got {version}"})
     if errors:
-        return Rejected(i, errors, eid)
-    redacted = redact_event(ev, metadata, changes, context, redactor)
-    if isinstance(redacted, str):
-        why = f"looks like a credential ({redacted}); an action name is never stored redacted"
-        return Rejected(i, [{"field": "action", "message": why}], eid)
+        return Rejected(i, errors, _echo_id(client_id, redactor))
+    redacted = redact_event(ev, metadata, changes, context, redactor, client_id)
+    if isinstance(redacted, Refusal):
+        what = "an action name" if redacted.field == "action" else "an event id"
+        why = f"looks like a credential ({redacted.kind}); {what} is never stored redacted"
+        echo = None if redacted.field == "id" else _echo_id(eid, redactor)
+        return Rejected(i, [{"field": redacted.field, "message": why}], echo)
     actor, targets, context, changes, metadata, reason, message = redacted
     if ev.occurred_at is None:
         occurred_us, occurred_at = received_us, received_at
@@ -198,8 +275,18 @@ def prepare_event(
             return Rejected(
                 i, [{"field": "occurred_at", "message": "is outside the years 1 to 9999 in UTC"}], eid
             )
+        if max_skew_us is not None and occurred_us - received_us > max_skew_us:
+            return Rejected(
+                i, [_future(occurred_at, occurred_us, received_at, received_us, max_skew_us)], eid
+            )
     if actor.type is None:
         actor = msgspec.structs.replace(actor, type="user")
+    if context is not None and context.ip is None and context.location:
+        # WorkOS's context.location is the client's IP address: also kept as context.ip, where searches and the
+        # network detections look (location stays as sent)
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(context.location)
+            context = msgspec.structs.replace(context, ip=context.location)
     event = Event(
         id=eid,
         tenant=tenant,
@@ -215,6 +302,7 @@ def prepare_event(
         reason=reason,
         message=message,
         metadata=metadata,
+        version=None if version is None else int(version),
     )
     body = canonical(event, slow=slow)
     if len(body) > MAX_EVENT_BYTES:
@@ -223,18 +311,38 @@ def prepare_event(
     return Prepared(i, eid, occurred_us, event, body, _sha256(b"\x00" + body).digest(), search_text(event))
 
 
-def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[dict[str, Any], bool]:
-    """One pass over a metadata map: limits and canonical-form checks. Returns (map, needs_slow)."""
+def _future(
+    occurred_at: str, occurred_us: int, received_at: str, received_us: int, skew_us: int
+) -> dict[str, str]:
+    ahead = (occurred_us - received_us) / 1_000_000
+    return {
+        "field": "occurred_at",
+        "message": f"is {occurred_at}, {_span(ahead)} after the server's clock ({received_at}); an event may be "
+        f"at most {_span(skew_us / 1_000_000)} ahead (setting max_clock_skew): check the sender's clock",
+    }
+
+
+def _span(seconds: float) -> str:
+    """``5 minutes``, ``3 days``: a span in its largest whole unit (rounded down), for a message."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            n = int(seconds // size)
+            return f"{n} {unit}{'' if n == 1 else 's'}"
+    return ""
+
+
+def _metadata(
+    metadata: dict[str, Any], errors: list[dict[str, str]], where: str
+) -> tuple[dict[str, Any], bool]:
+    """One pass over a metadata map at ``where``: limits and canonical-form checks. Returns (map, needs_slow)."""
     if len(metadata) > MAX_METADATA_KEYS:
-        errors.append(
-            {"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"}
-        )
+        errors.append({"field": where, "message": f"at most {MAX_METADATA_KEYS} keys; got {len(metadata)}"})
     slow = False
     for key, value in metadata.items():
         if not 0 < len(key) <= MAX_METADATA_KEY_LEN:
             errors.append(
                 {
-                    "field": f"metadata.{key[:60]}",
+                    "field": f"{where}.{key[:60]}",
                     "message": f"keys must be 1 to {MAX_METADATA_KEY_LEN} characters",
                 }
             )
@@ -245,7 +353,7 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
             if len(value) > MAX_METADATA_VALUE_LEN:
                 errors.append(
                     {
-                        "field": f"metadata.{key[:60]}",
+                        "field": f"{where}.{key[:60]}",
                         "message": f"values must be at most {MAX_METADATA_VALUE_LEN} characters",
                     }
                 )
@@ -253,14 +361,14 @@ def _metadata(metadata: dict[str, Any], errors: list[dict[str, str]]) -> tuple[d
             if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 errors.append(
                     {
-                        "field": f"metadata.{key[:60]}",
+                        "field": f"{where}.{key[:60]}",
                         "message": f"integer {value} is outside the JSON-safe range ±(2**53-1)",
                     }
                 )
         elif kind is float:
             if value != value or value in (math.inf, -math.inf):
                 errors.append(
-                    {"field": f"metadata.{key[:60]}", "message": "NaN and infinity have no JSON form"}
+                    {"field": f"{where}.{key[:60]}", "message": "NaN and infinity have no JSON form"}
                 )
             slow = True
     return metadata, slow
@@ -280,21 +388,42 @@ Redacted = tuple[
 ]
 
 
+@dataclass(slots=True)
+class Refusal:
+    """An identifier that holds a credential: it cannot be rewritten (searches, rules and dedup match it
+    exactly), so the event is refused."""
+
+    field: str
+    kind: str
+
+
 def redact_event(
     ev: EventIn,
     metadata: dict[str, Any] | None,
     changes: dict[str, list[Any]] | None,
     context: Context | None,
     red: Redactor,
-) -> Redacted | str:
-    """Every string of the event with its secrets replaced; or the kind of secret its action holds.
+    client_id: str | None = None,
+) -> Redacted | Refusal:
+    """Every string of the event with its secrets replaced; or the identifier (the action, the client's id)
+    that holds a credential.
 
     The strings are joined and checked for the detectors' triggers once; a clean event (almost all of them)
     then costs only the key-name rules of its metadata and changes."""
     a = ev.actor
     texts = [ev.action, ev.reason, ev.message, a.id, a.name, a.email, a.session_id]
+    if client_id is not None and len(client_id) != 36:  # a UUID holds no credential; an opaque id may
+        texts.append(client_id)
+    if a.metadata:
+        texts += a.metadata
+        texts += [v for v in a.metadata.values() if type(v) is str]
+    target_metadata = False
     for t in ev.targets:
         texts += (t.type, t.id, t.name)
+        if t.metadata:
+            target_metadata = True
+            texts += t.metadata
+            texts += [v for v in t.metadata.values() if type(v) is str]
     if context is not None:
         c = context
         texts += (c.ip, c.user_agent, c.request_id, c.trace_id, c.method, c.route, c.location)
@@ -305,22 +434,37 @@ def redact_event(
         texts += strings(changes)
     hot = red.scan([t for t in texts if t])
     if hot or red.patterns:
-        kind = red.first_kind(ev.action) if ev.action in hot or red.patterns else None
-        if kind is not None:
-            return kind
+        for name, value in (("action", ev.action), ("id", client_id)):
+            kind = red.first_kind(value) if value and (value in hot or red.patterns) else None
+            if kind is not None:
+                return Refusal(name, kind)
     if metadata:
         metadata = red.mapping(metadata, "metadata", hot, MAX_METADATA_VALUE_LEN)
+    actor, targets = ev.actor, ev.targets
+    if a.metadata:
+        actor = _with_metadata(actor, red.mapping(a.metadata, "actor.metadata", hot, MAX_METADATA_VALUE_LEN))
+    if target_metadata:
+        targets = [
+            _with_metadata(t, red.mapping(t.metadata, "targets.metadata", hot, MAX_METADATA_VALUE_LEN))
+            if t.metadata
+            else t
+            for t in targets
+        ]
     if changes:
         changes = red.changes(changes, "changes", hot)
     if not hot and not red.patterns:
-        return ev.actor, ev.targets, context, changes, metadata, ev.reason, ev.message
-    actor = _struct(ev.actor, "actor.", _ACTOR_FIELDS, red, hot)
-    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, hot) for t in ev.targets]
+        return actor, targets, context, changes, metadata, ev.reason, ev.message
+    actor = _struct(actor, "actor.", _ACTOR_FIELDS, red, hot)
+    targets = [_struct(t, "targets.", _TARGET_FIELDS, red, hot) for t in targets]
     if context is not None:
         context = _struct(context, "context.", _CONTEXT_FIELDS, red, hot)
     reason = _field(ev.reason, "reason", red, hot)
     message = _field(ev.message, "message", red, hot)
     return actor, targets, context, changes, metadata, reason, message
+
+
+def _with_metadata(obj: Any, metadata: dict[str, Any]) -> Any:
+    return obj if metadata is obj.metadata else msgspec.structs.replace(obj, metadata=metadata)
 
 
 def _field(value: str | None, path: str, red: Redactor, hot: Hot) -> str | None:
@@ -381,6 +525,11 @@ def struct_errors(value: Any, struct: type[msgspec.Struct], prefix: str) -> list
             inner, sub = _struct_of(f.type), _list_struct_of(f.type)
             if inner is not None and isinstance(item, dict):
                 errors.extend(struct_errors(item, inner, path(f.encode_name)))
+            elif f.encode_name == "metadata" and isinstance(item, dict):
+                found = _flat_map_errors(item, path(f.encode_name))
+                errors.extend(found or [{"field": path("metadata"), "message": _reason(exc)}])
+            elif struct is EventIn and f.encode_name == "id" and isinstance(item, str):
+                errors.append({"field": "id", "message": EVENT_ID_RULE})
             elif sub is not None and isinstance(item, list):
                 before = len(errors)
                 for j, elem in enumerate(item):
@@ -406,8 +555,28 @@ _PATTERN_RULES = {
     ACTION_PATTERN: "must be a dotted lower-case name like user.login (a-z, 0-9 and _ between the dots; "
     "no spaces, newlines or other characters)",
     ID_PATTERN: "must be visible ASCII characters only (no spaces, newlines, control or non-ASCII characters)",
-    UUID7_PATTERN: "must be a UUIDv7 (leave it out and the server makes one)",
+    EVENT_ID_PATTERN: EVENT_ID_RULE,
 }
+
+
+def _flat_map_errors(value: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """Each value of a flat map (metadata) that is not a string, number, boolean or null, named by its key."""
+    errors = []
+    for key, item in value.items():
+        if item is None or type(item) in (str, int, float, bool):
+            continue
+        example = ""
+        if isinstance(item, dict) and item:
+            sub = next(iter(item))
+            example = f' (write it as its own key, such as "{key[:40]}.{str(sub)[:40]}")'
+        errors.append(
+            {
+                "field": f"{where}.{key[:60]}",
+                "message": f"must be a string, number, boolean or null, not an {_json_type(item)}: {where} is a "
+                f"flat map{example}",
+            }
+        )
+    return errors
 
 
 def _suffix(exc: msgspec.ValidationError) -> str:

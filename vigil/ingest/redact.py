@@ -632,6 +632,8 @@ class Redactor:
             path = f"{prefix}.{k}"
             if type(v) is str and path not in self.allow:
                 part[k] = self.text(v, limits.get(path), found)
+            elif k == "metadata" and isinstance(v, Mapping):  # WorkOS's actor and target metadata
+                part[k] = self.mapping(dict(v), path, found, limits.get("metadata"))
         return part
 
 

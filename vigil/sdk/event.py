@@ -14,12 +14,12 @@ from typing import Any, cast
 
 import msgspec
 
-from vigil.ids import uuid7_text
+from vigil.ids import EVENT_ID_RULE, uuid7_text
+from vigil.ids import event_id as kept_id
 from vigil.ingest.redact import DEFAULT
-from vigil.model import ACTION_PATTERN, CATEGORIES, FIELD_LIMITS, MAX_EVENT_BYTES, OUTCOMES, UUID7_PATTERN
+from vigil.model import ACTION_PATTERN, CATEGORIES, FIELD_LIMITS, MAX_EVENT_BYTES, OUTCOMES
 
 _action_ok = re.compile(ACTION_PATTERN).match
-_uuid7_ok = re.compile(UUID7_PATTERN).match
 _encode = msgspec.json.Encoder().encode
 _OUTCOMES = frozenset(OUTCOMES)
 _CATEGORIES = frozenset(CATEGORIES)
@@ -59,10 +59,11 @@ def encode_event(
         raise ValueError("actor= needs a non-empty 'id'")
     if event_id is None:
         event_id = uuid7_text()
-    elif type(event_id) is not str or _uuid7_ok(event_id) is None:
-        raise ValueError(f"id={event_id!r} is not a UUIDv7 (leave it out and the client makes one)")
     else:
-        event_id = event_id.lower()  # the server lower-cases ids; so must retries
+        kept = kept_id(event_id) if type(event_id) is str else None
+        if kept is None:
+            raise ValueError(f"id={event_id!r}: an event id {EVENT_ID_RULE}")
+        event_id = kept  # as the server keeps it (a UUID lower-cased), so the client's answers match
     if occurred_at is None:
         occurred_at = datetime.now(UTC)
     elif not isinstance(occurred_at, datetime) or occurred_at.utcoffset() is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import msgspec
 
 if TYPE_CHECKING:
     from vigil.ingest.intake import Prepared
@@ -45,11 +47,41 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Appended:
-    """Where one event landed: its ``seq`` and leaf hash; ``duplicate`` when the id was already in the log."""
+    """Where one event landed: its ``seq`` and leaf hash. ``duplicate``: the id was already in the log with the
+    same event (a retry; these are the original's). ``conflict``: the id was already in the log with another
+    event; nothing was stored, and ``seq`` and ``leaf`` are those of the event that holds the id."""
 
     seq: int
     leaf: bytes
     duplicate: bool = False
+    conflict: bool = False
+
+
+_decode_body = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _client_part(body: bytes) -> dict[str, Any]:
+    ev = _decode_body(body)
+    received = ev.pop("received_at", None)
+    if ev.get("occurred_at") == received:
+        del ev["occurred_at"]  # the client said nothing: the server wrote its receive time there
+    return ev
+
+
+def same_event(stored: bytes, new: bytes) -> bool:
+    """Whether two canonical bodies with the same id are one event sent twice: equal but for what the server
+    wrote, its receive time (``received_at``, and ``occurred_at`` where the client left it to the server).
+
+    Both are the stored form (redacted, defaults filled in), so a retry of the same request is the same event
+    even when it arrives a day later; any other difference, one character of a message, is a conflict."""
+    return stored == new or _client_part(stored) == _client_part(new)
+
+
+def repeat(seq: int, leaf: bytes, stored: bytes, new: Prepared) -> Appended:
+    """The answer for an event whose id the log (or the same batch) already holds at ``seq``."""
+    if same_event(stored, new.body):
+        return Appended(seq, leaf, duplicate=True)
+    return Appended(seq, leaf, conflict=True)
 
 
 @dataclass(frozen=True)
@@ -149,6 +181,16 @@ class Store(Protocol):
 
     def on_commit(self, listener: Callable[[set[int]], None]) -> None:
         """Have ``listener`` called with the tenant ids of every commit that appended events."""
+
+    def idempotent_answer(self, tenant_id: int, key_hash: bytes, since_us: int) -> tuple[bytes, bytes] | None:
+        """(body fingerprint, answer) of the tenant's ingest request made with this idempotency key hash at or
+        after ``since_us``; None when there is none."""
+
+    def remember_answer(
+        self, tenant_id: int, key_hash: bytes, fingerprint: bytes, answer: bytes, at_us: int, expire_us: int
+    ) -> None:
+        """Keep an ingest request's answer under its idempotency key hash (when two race, the first one stays),
+        and drop every one kept before ``expire_us``."""
 
     def tree_size(self, tenant_id: int) -> int: ...
     def subtree_reader(self, tenant_id: int) -> SubtreeReader: ...

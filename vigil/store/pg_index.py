@@ -39,7 +39,7 @@ class PostgresIndexSource:
         return self._form(value)
 
     def id_form(self, value: str) -> object:
-        return value.lower()
+        return value  # the id column holds the id as the event does (text since tenant schema version 3)
 
     @contextlib.contextmanager
     def tenant(self, tenant_id: int) -> Iterator[TenantIndex]:
@@ -82,7 +82,7 @@ def repair(conn: psycopg.Connection[Any], s: str, fixes: Sequence[Fix]) -> None:
         if f.kind == "columns" and isinstance(f.expected, Columns):
             c = f.expected
             conn.execute(
-                f"UPDATE {s}.events SET id = %s::uuid, occurred_us = %s, received_us = %s, action = %s, "
+                f"UPDATE {s}.events SET id = %s, occurred_us = %s, received_us = %s, action = %s, "
                 "category = %s, outcome = %s, actor_id = %s, ip = %s, actor_name = %s, actor_email = %s "
                 "WHERE seq = %s",
                 (

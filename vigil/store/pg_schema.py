@@ -117,6 +117,24 @@ ALTER TABLE vigil.api_keys ADD COLUMN previous_hash bytea;
 ALTER TABLE vigil.api_keys ADD COLUMN previous_until text;
 """,
     ),
+    (
+        5,
+        "idempotency",
+        """
+-- Idempotency keys of ingest requests: per tenant, the SHA-256 of the key (never the key itself), the fingerprint
+-- of the body it came with and the answer given, so a retry gets the same answer and the same key with another
+-- body is refused. Rows expire (idempotency_window) and are deleted: no append-only trigger.
+CREATE TABLE vigil.idempotency_keys (
+    tenant_id   int NOT NULL REFERENCES vigil.tenants(id),
+    key_hash    bytea NOT NULL,
+    fingerprint bytea NOT NULL,
+    response    bytea NOT NULL,
+    created_us  bigint NOT NULL,
+    PRIMARY KEY (tenant_id, key_hash)
+);
+CREATE INDEX ON vigil.idempotency_keys (created_us);
+""",
+    ),
 ]
 
 TENANT_MIGRATIONS: list[tuple[int, str, str]] = [
@@ -220,6 +238,17 @@ CREATE INDEX events_actor_name ON {s}.events (actor_name, seq) WHERE actor_name 
 CREATE INDEX events_actor_email ON {s}.events (actor_email, seq) WHERE actor_email IS NOT NULL;
 -- "Newest first" (occurred time) visits the blocks latest max_occurred first (vigil.store.search).
 CREATE INDEX event_blocks_latest ON {s}.event_blocks (max_occurred, block) INCLUDE (min_occurred);
+""",
+    ),
+    (
+        5,
+        "client_ids",
+        """
+-- Clients keep their own ids: any UUID, or an opaque id such as evt_123. The id is kept as the event holds it
+-- (a UUID lower-cased) in a text column compared byte by byte (COLLATE "C": no locale rules, and UUIDv7 text
+-- sorts in time order as its bytes did). Rewrites the events partitions and their id index once; no row
+-- trigger fires on a rewrite, and every value is the uuid's own text.
+ALTER TABLE {s}.events ALTER COLUMN id TYPE text COLLATE "C" USING id::text;
 """,
     ),
 ]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import AppendOnlyViolation, ConfigError, Conflict, InvalidRequest, NotFound, StorageError
+from vigil.ids import event_id as valid_event_id
 from vigil.ledger.merkle import CompactRange, decompose
 from vigil.ledger.tiles import TILE_HEIGHT, TileReader
 from vigil.store.base import (
@@ -39,6 +40,7 @@ from vigil.store.base import (
     StoredCheckpoint,
     SubtreeReader,
     Tenant,
+    repeat,
 )
 from vigil.store.detection import DetectionRows, Sql
 from vigil.store.pg_schema import CONTROL_MIGRATIONS, TENANT_MIGRATIONS, TENANT_STEPS, month_bounds
@@ -292,12 +294,12 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
             reader = TileReader(_fetcher(conn, tenant_id), size)
             frontier = CompactRange(size, [reader(level, idx) for level, idx in decompose(size)])
             self._frontiers[tenant_id] = frontier
-        known: dict[str, Appended] = {}
-        for seq, eid, leaf in conn.execute(
-            f"SELECT seq, id::text, leaf_hash FROM {s}.events WHERE id = ANY(%s::uuid[])",
+        known: dict[str, tuple[int, bytes, bytes]] = {}  # id -> (seq, leaf hash, body) already logged
+        for seq, eid, leaf, body in conn.execute(
+            f"SELECT seq, id, leaf_hash, body FROM {s}.events WHERE id = ANY(%s::text[])",
             ([e.id for e in events],),
         ):
-            known[eid] = Appended(seq, leaf, duplicate=True)
+            known[eid] = (seq, bytes(leaf), bytes(body))
         out: list[Appended] = []
         rows: list[tuple[Any, ...]] = []
         targets: list[tuple[Any, ...]] = []
@@ -306,7 +308,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         for e in events:
             hit = known.get(e.id)
             if hit is not None:
-                out.append(hit)
+                out.append(repeat(*hit, e))
                 continue
             ev = e.event
             rows.append(
@@ -328,7 +330,7 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
             targets.extend((_text(t.id), _text(t.type), seq) for t in ev.targets)
             leaves.append(e.leaf)
             out.append(Appended(seq, e.leaf))
-            known[e.id] = Appended(seq, e.leaf, duplicate=True)
+            known[e.id] = (seq, e.leaf, e.body)  # the same id again in this batch is a repeat of this one
             seq += 1
         if rows:
             with conn.cursor() as cur:
@@ -358,6 +360,27 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
                         )
         conn.execute("RESET ROLE")
         return out
+
+    def idempotent_answer(self, tenant_id: int, key_hash: bytes, since_us: int) -> tuple[bytes, bytes] | None:
+        with self._control() as conn:
+            row = conn.execute(
+                "SELECT fingerprint, response FROM vigil.idempotency_keys WHERE tenant_id = %s AND key_hash = %s "
+                "AND created_us >= %s",
+                (tenant_id, key_hash, since_us),
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def remember_answer(
+        self, tenant_id: int, key_hash: bytes, fingerprint: bytes, answer: bytes, at_us: int, expire_us: int
+    ) -> None:
+        def put(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("DELETE FROM vigil.idempotency_keys WHERE created_us < %s", (expire_us,))
+            conn.execute(
+                "INSERT INTO vigil.idempotency_keys VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (tenant_id, key_hash, fingerprint, answer, at_us),
+            )
+
+        self.write(put)
 
     # -- tenants and keys ----------------------------------------------------------------------------------
 
@@ -495,8 +518,10 @@ class PostgresStore(GroupCommitWriter["psycopg.Connection[Any]"], DetectionRows)
         return TileReader(fetch, size)
 
     def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None:
-        if not _UUID.match(event_id):
+        found = valid_event_id(event_id)
+        if found is None:
             return None
+        event_id = found
         with self._tenant(tenant_id) as conn:
             # the tenant's own schema, under its own reader role: no other tenant's row can answer; the first
             # row holding the id is the one appended (the writer never appends an id twice)
@@ -699,9 +724,6 @@ def _searchable(q: SearchQuery) -> SearchQuery:
         actor_name=text(q.actor_name),
         actor_email=text(q.actor_email),
     )
-
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 FTS_DOCUMENT = "to_tsvector('simple', regexp_replace(e.search, '[^[:alnum:]]+', ' ', 'g'))"

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import AppendOnlyViolation, Conflict, InvalidRequest, NotFound, StorageError
+from vigil.ids import event_id as valid_event_id
+from vigil.ids import is_uuid_text
 from vigil.ledger.merkle import CompactRange, decompose
 from vigil.ledger.tiles import TILE_HEIGHT, TileReader
 from vigil.store.base import (
@@ -30,6 +32,7 @@ from vigil.store.base import (
     StoredCheckpoint,
     SubtreeReader,
     Tenant,
+    repeat,
 )
 from vigil.store.detection import DetectionRows
 from vigil.store.guard import FileGuard, ServeLock
@@ -218,16 +221,16 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         self, conn: sqlite3.Connection, tenant_id: int, events: Sequence[Prepared]
     ) -> list[Appended]:
         frontier = self._frontier(conn, tenant_id)
-        known: dict[bytes, Appended] = {}
-        ids = [bytes.fromhex(e.id.replace("-", "")) for e in events]
+        known: dict[bytes | str, tuple[int, bytes, bytes]] = {}  # id -> (seq, leaf hash, body) already logged
+        ids = [id_key(e.id) for e in events]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for eid, rid, leaf in conn.execute(
-                f"SELECT id, rid, leaf_hash FROM events WHERE tenant_id = ? AND id IN ({marks})",
+            for eid, rid, leaf, body in conn.execute(
+                f"SELECT id, rid, leaf_hash, body FROM events WHERE tenant_id = ? AND id IN ({marks})",
                 (tenant_id, *chunk),
             ):
-                known[eid] = Appended(rid & SEQ_MASK, leaf, duplicate=True)
+                known[eid] = (rid & SEQ_MASK, leaf, body)
         out: list[Appended] = []
         rows: list[tuple[Any, ...]] = []
         targets: list[tuple[Any, ...]] = []
@@ -238,7 +241,7 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         for e, eid in zip(events, ids, strict=True):
             hit = known.get(eid)
             if hit is not None:
-                out.append(hit)
+                out.append(repeat(*hit, e))
                 continue
             rid = base | seq
             ev = e.event
@@ -262,9 +265,8 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
             if e.text:
                 texts.append((rid, e.text))
             leaves.append(e.leaf)
-            appended = Appended(seq, e.leaf)
-            known[eid] = Appended(seq, e.leaf, duplicate=True)
-            out.append(appended)
+            out.append(Appended(seq, e.leaf))
+            known[eid] = (seq, e.leaf, e.body)  # the same id again in this batch is a repeat of this one
             seq += 1
         if seq > SEQ_MASK:
             raise StorageError("the tenant's log is full (2**40 events)")
@@ -296,6 +298,30 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
                     blocks,
                 )
         return out
+
+    def idempotent_answer(self, tenant_id: int, key_hash: bytes, since_us: int) -> tuple[bytes, bytes] | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT fingerprint, response FROM idempotency_keys WHERE tenant_id = ? AND key_hash = ? "
+                "AND created_us >= ?",
+                (tenant_id, key_hash, since_us),
+            )
+            .fetchone()
+        )
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def remember_answer(
+        self, tenant_id: int, key_hash: bytes, fingerprint: bytes, answer: bytes, at_us: int, expire_us: int
+    ) -> None:
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM idempotency_keys WHERE created_us < ?", (expire_us,))
+            conn.execute(
+                "INSERT OR IGNORE INTO idempotency_keys VALUES (?,?,?,?,?)",
+                (tenant_id, key_hash, fingerprint, answer, at_us),
+            )
+
+        self.write(put)
 
     def _frontier(self, conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
         # Re-read when another process appended since (`vigil keys revoke` records its change in the platform
@@ -439,10 +465,10 @@ class SQLiteStore(GroupCommitWriter[sqlite3.Connection], DetectionRows):
         return TileReader(_tile_fetcher(conn, tenant_id), self._size(conn, tenant_id))
 
     def get_event(self, tenant_id: int, event_id: str) -> RawEvent | None:
-        try:
-            raw = _uuid_bytes(event_id)
-        except ValueError:
+        eid = valid_event_id(event_id)
+        if eid is None:
             return None
+        raw = id_key(eid)
         # Bounded by the tenant's own key range, not only its tenant column: a row whose column was rewritten
         # to name this tenant still lives in another tenant's log, and must not answer for this one.
         base = tenant_id << SEQ_BITS
@@ -669,10 +695,13 @@ def _tile_fetcher(conn: sqlite3.Connection, tenant_id: int) -> Callable[[int, in
     return fetch
 
 
-def _uuid_bytes(text: str) -> bytes:
-    import uuid
+def id_key(event_id: str) -> bytes | str:
+    """An event id as the ``events.id`` column keeps it: a UUID as its 16 bytes (a BLOB), an opaque id as TEXT.
 
-    return uuid.UUID(text).bytes
+    The column has no type affinity, and SQLite never finds a TEXT value equal to a BLOB, so the two kinds
+    cannot collide (``evt_123`` and a UUID whose bytes spell it are different ids) and the index stays compact
+    for the common case. ``event_id`` is already in its kept form (see :func:`vigil.ids.event_id`)."""
+    return bytes.fromhex(event_id.replace("-", "")) if is_uuid_text(event_id) else event_id
 
 
 def _stored(row: tuple[Any, ...]) -> RawEvent:

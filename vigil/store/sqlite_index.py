@@ -57,7 +57,9 @@ class SQLiteIndexSource:
         return value
 
     def id_form(self, value: str) -> object:
-        return bytes.fromhex(value.replace("-", ""))  # as the writer stores it: the UUID's 16 bytes
+        from vigil.store.sqlite import id_key
+
+        return id_key(value)  # as the writer stores it: a UUID's 16 bytes, an opaque id as text
 
     def _next(self) -> tuple[int, str] | None:
         if not self._batch:

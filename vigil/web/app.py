@@ -7,6 +7,7 @@ its class carries (see :mod:`vigil.errors`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -19,12 +20,12 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, SecurityScheme
-from litestar.params import FromPath
 
 import vigil
 from vigil.auth import AuthThrottle, KeyRing, keep_flushing, require
 from vigil.errors import (
     ClientError,
+    Forbidden,
     IntegrityError,
     InvalidRequest,
     NotFound,
@@ -34,7 +35,8 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.ingest.decode import decode_content
-from vigil.ingest.intake import NDJSON, Prepared, prepare_batch, prepare_event
+from vigil.ingest.idempotency import Idempotency, idempotency_key
+from vigil.ingest.intake import NDJSON, Prepared, prepare_event, prepare_request
 from vigil.ingest.ratelimit import IngestLimits, RateLimiter, estimate_events
 from vigil.ingest.redaction_rules import TenantRedaction
 from vigil.ledger.checkpoints import Signer, check_tenant, load_signer, run_schedule
@@ -44,7 +46,6 @@ from vigil.model import (
     MAX_REQUEST_EVENTS,
     Actor,
     EventIn,
-    EventResult,
     IngestResponse,
     StoredEvent,
     Target,
@@ -60,14 +61,17 @@ from vigil.web.alert_routes import alert_routes
 from vigil.web.common import (
     BEARER,
     ErrorBody,
+    EventIdPath,
     Problem,
     errors,
     json_response,
+    path_event_id,
     refuse_unknown_parameters,
     unions_as_any_of,
     with_options,
 )
 from vigil.web.fairness import ReadAudit, body_deadline
+from vigil.web.ingest_answer import NoneTaken, append_and_answer
 from vigil.web.key_routes import key_routes
 from vigil.web.metrics import Metrics, metrics_routes
 from vigil.web.search_routes import search_routes
@@ -100,7 +104,8 @@ class _IngestOperation(Operation):
             f"the same events one per line with Content-Type: {NDJSON}.",
             content={
                 "application/json": OpenAPIMediaType(schema=schema),
-                NDJSON: OpenAPIMediaType(schema=schema),
+                # one event per line: the array of events, written as lines (no WorkOS envelope)
+                NDJSON: OpenAPIMediaType(schema=schema["anyOf"][0]),
             },
         )
 
@@ -139,6 +144,10 @@ class App:
         self.integrity: dict[int, str] = {}
         """Tenants whose log contradicts the trusted state (id -> what was found): no writes, no checkpoints."""
         self.metrics = Metrics(self)
+        skew = getattr(settings, "max_clock_skew", 300)
+        self.max_skew_us = skew * 1_000_000 if skew else None
+        self._idempotency: Idempotency | None = None
+        self._tenant_names: dict[int, str] = {}
 
     @property
     def store(self) -> Store:
@@ -152,6 +161,28 @@ class App:
             limit, window = self.settings.auth_failure_limit, self.settings.auth_failure_window
             self._keyring = KeyRing(self.store, throttle=AuthThrottle(limit, window))
         return self._keyring
+
+    @property
+    def idempotency(self) -> Idempotency:
+        if self._idempotency is None:
+            self._idempotency = Idempotency(self.store, getattr(self.settings, "idempotency_window", 86400))
+        return self._idempotency
+
+    async def check_organization(self, key: ApiKey, organization: str) -> None:
+        """A WorkOS body's ``organization_id`` must name the key's own tenant, by its slug or its name: the key
+        decides where events go, and an event meant for another organization must not land here."""
+        if organization == key.tenant:
+            return
+        name = self._tenant_names.get(key.tenant_id)
+        if name is None:
+            name = (await asyncio.to_thread(self.store.get_tenant, key.tenant)).name
+            self._tenant_names[key.tenant_id] = name
+        if organization != name:
+            raise Forbidden(
+                f"organization_id {organization[:80]!r} is not this key's tenant ({key.tenant!r}, named {name!r}): "
+                "the API key decides the tenant; use the key of that organization's tenant, or leave "
+                "organization_id out"
+            )
 
     @property
     def signer(self) -> Signer:
@@ -347,17 +378,21 @@ def create_app(
         request_max_body_size=MAX_REQUEST_BYTES,
         status_code=200,
         responses={
-            **errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
+            **errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
+            200: ResponseSpec(data_container=IngestResponse, description="A result per event"),
         },
     )
-    async def ingest(request: Request[Any, Any, Any]) -> IngestResponse:
+    async def ingest(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Append events to the caller's tenant log. Answers after they are durably committed.
 
-        Each event gets a result: ``stored`` (with its ``seq`` and ``leaf_hash``), ``duplicate`` (the id was
-        already logged; the original ``seq``) or ``rejected`` (with every problem found).
+        Each event gets a result: ``stored`` (with its ``seq`` and ``leaf_hash``), ``duplicate`` (the same event
+        was already logged under its id; the original ``seq``), ``conflict`` (another event holds the id: its
+        ``seq``, and nothing stored) or ``rejected`` (with every problem found). With an ``Idempotency-Key``
+        header a retry of the same request gets the same answer (``Idempotent-Replayed: true``).
         """
         key = app.auth(request, "ingest")
         app.refuse_if_compromised(key.tenant_id)
+        idem_key = idempotency_key(request.headers.get("idempotency-key"))
         # Charged before the work: the declared size before the body is read, then its size and an estimate of
         # its events before it is decoded; after decoding only what the estimate missed (a debt).
         try:
@@ -371,30 +406,37 @@ def create_app(
         app.ingest_limits.charge(key.tenant_id, len(body), estimate)
         received_us = time.time_ns() // 1000
         redactor = app.redaction.for_tenant(key.tenant)
-        if len(body) > _PREPARE_INLINE_BYTES:  # a big batch must not hold the event loop: others wait on it
-            good, bad = await asyncio.to_thread(
-                prepare_batch, body, content_type, key.tenant, received_us, redactor
-            )
-        else:
-            good, bad = prepare_batch(body, content_type, key.tenant, received_us, redactor)
+        prepare = functools.partial(
+            prepare_request,
+            body,
+            content_type,
+            key.tenant,
+            received_us,
+            redactor,
+            max_skew_us=app.max_skew_us,
+            idempotency_key=idem_key,
+        )
+        # a big batch must not hold the event loop: others wait on it
+        batch = await asyncio.to_thread(prepare) if len(body) > _PREPARE_INLINE_BYTES else prepare()
+        good, bad = batch.good, batch.bad
         app.ingest_limits.settle(key.tenant_id, len(good) + len(bad) - estimate)
-        results: list[EventResult | None] = [None] * (len(good) + len(bad))
-        for r in bad:
-            results[r.index] = EventResult(r.index, "rejected", id=r.id, errors=r.errors)
-        if not good:
-            app.metrics.ingested(results)
-            raise _AllRejected(results)
-        appended = await app.store.append_async(key.tenant_id, good, bounded=True)
-        for p, a in zip(good, appended, strict=True):
-            results[p.index] = EventResult(
-                p.index,
-                "duplicate" if a.duplicate else "stored",
-                id=p.id,
-                seq=a.seq,
-                leaf_hash=a.leaf.hex(),
-            )
-        app.metrics.ingested(results)
-        return IngestResponse(len(good), len(bad), [r for r in results if r is not None])
+        if batch.organization is not None:
+            await app.check_organization(key, batch.organization)
+        claim = (
+            None
+            if idem_key is None
+            else await app.idempotency.claim(key.tenant_id, idem_key, batch.fingerprint)
+        )
+        if claim is not None and claim.answer is not None:
+            return json_response(claim.answer, headers={"Idempotent-Replayed": "true"})
+        try:
+            answer = await append_and_answer(app.store, key.tenant_id, good, bad, app.metrics.ingested)
+            if claim is not None:
+                await claim.keep(answer)
+        finally:
+            if claim is not None:
+                claim.release()
+        return json_response(answer)
 
     @get(
         "/v1/events/{event_id:str}",
@@ -406,9 +448,11 @@ def create_app(
             200: ResponseSpec(data_container=StoredEvent, description="The event"),
         },
     )
-    async def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
-        """One event of the caller's tenant, with its ``seq`` and ``leaf_hash``."""
+    async def get_event(request: Request[Any, Any, Any], event_id: EventIdPath) -> Response[bytes]:
+        """One event of the caller's tenant, with its ``seq`` and ``leaf_hash``; ``event_id`` is a UUID (any
+        case) or a client's opaque id (exactly)."""
         key = app.auth(request, "read", "auditor")
+        event_id = path_event_id(event_id)
         raw = await asyncio.to_thread(app.store.get_event, key.tenant_id, event_id)
         app.record_access(
             key, "audit_log.event.viewed", {"event_id": event_id[:64], "found": raw is not None}
@@ -418,15 +462,15 @@ def create_app(
         return json_response(stored_json(*raw))
 
     def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        if isinstance(exc, _AllRejected):
+        if isinstance(exc, NoneTaken):
             body = ErrorBody(
                 Problem(
-                    "validation_failed",
-                    "every event of the request was rejected",
-                    [msgspec.to_builtins(r) for r in exc.results if r is not None],
+                    "conflict" if exc.conflict else "validation_failed",
+                    exc.message,
+                    [msgspec.to_builtins(r) for r in exc.results],
                 )
             )
-            return json_response(msgspec.json.encode(body), 422)
+            return json_response(msgspec.json.encode(body), 409 if exc.conflict else 422)
         if isinstance(exc, VigilError):
             headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimited) else None
             if isinstance(exc, RequestTimeout) or exc.close_connection:
@@ -528,11 +572,3 @@ def _content_length(request: Request[Any, Any, Any]) -> int | None:
         return int(request.headers.get("content-length", ""))
     except ValueError:
         return None
-
-
-class _AllRejected(ClientError):
-    status = 422
-
-    def __init__(self, results: list[EventResult | None]) -> None:
-        super().__init__("every event of the request was rejected")
-        self.results = results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -14,9 +14,10 @@ from litestar.constants import RESERVED_KWARGS
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Schema
-from litestar.params import ParameterKwarg
+from litestar.params import ParameterKwarg, PathParameter
 
 from vigil.errors import InvalidRequest
+from vigil.ids import EVENT_ID_PATTERN, EVENT_ID_RULE, MAX_EVENT_ID_LEN, event_id
 
 
 class Problem(msgspec.Struct):
@@ -50,6 +51,24 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
     if 401 in statuses:  # whatever authenticates may answer 429: too many failed authentications (vigil.auth)
         statuses = (*statuses, 429)
     return {s: ResponseSpec(data_container=ErrorBody, description=text[s]) for s in statuses}
+
+
+EventIdPath = Annotated[
+    str,
+    PathParameter(
+        description="The event's id: a UUID (any case) or the client's opaque id (exactly as sent)",
+        # documented only: the route checks it itself, to say the rule in words (path_event_id)
+        schema_extra={"pattern": EVENT_ID_PATTERN[:-2] + "$", "minLength": 1, "maxLength": MAX_EVENT_ID_LEN},
+    ),
+]
+
+
+def path_event_id(text: str) -> str:
+    """An event id from a URL path, as the log keeps it (a UUID lower-cased); 400 saying the rule otherwise."""
+    eid = event_id(text)
+    if eid is None:
+        raise InvalidRequest(f"event_id {text[:140]!r} is not an event id: it {EVENT_ID_RULE}")
+    return eid
 
 
 def json_response(data: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import Parameter
 from litestar.response import Stream
 
 from vigil.errors import IntegrityError, InvalidRequest, NotFound
@@ -20,7 +20,7 @@ from vigil.filters import given, make_query
 from vigil.ledger.bundle import write_bundle
 from vigil.ledger.checkpoints import make_checkpoint
 from vigil.ledger.proofs import consistency, inclusion
-from vigil.web.common import BEARER, errors
+from vigil.web.common import BEARER, EventIdPath, errors, path_event_id
 from vigil.web.search_routes import (
     MAX_SIZE,
     Action,
@@ -82,7 +82,7 @@ def ledger_routes(app: App) -> list[Any]:
     )
     async def event_proof(
         request: Request[Any, Any, Any],
-        event_id: FromPath[str],
+        event_id: EventIdPath,
         tree_size: Annotated[
             int | None,
             Parameter(
@@ -95,6 +95,7 @@ def ledger_routes(app: App) -> list[Any]:
     ) -> InclusionProof:
         """The audit path of an event in the tenant's tree, verifiable with ``vigil.verifier.verify_inclusion``."""
         key = app.auth(request, "read", "auditor")
+        event_id = path_event_id(event_id)
         p = await asyncio.to_thread(inclusion, app.store, key.tenant_id, event_id, tree_size)
         app.record_access(
             key, "audit_log.proof.viewed", {"event_id": event_id[:64], "tree_size": p.tree_size}
