@@ -45,7 +45,8 @@ def _downgrade(database: str, tenant_id: int) -> None:
             conn.execute(f"DROP INDEX {index}")
         for column in ("ip", "actor_name", "actor_email"):
             conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
-        conn.execute("DELETE FROM schema_migrations WHERE version IN (6, 7)")  # 8 (idempotency) stays
+        conn.execute("DROP TABLE idempotency_keys")  # made by migration 8, after them: back to before 6
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 6")
         conn.commit()
         conn.close()
         return
