@@ -27,7 +27,7 @@ def url() -> Iterator[str]:
 
 
 def test_a_log_from_before_client_ids_is_migrated_whole(url: str) -> None:
-    """A log as an earlier Vigil left it (tenant schema 2: events.id a uuid column, no idempotency table), opened
+    """A log as an earlier Vigil left it (tenant schema 4: events.id a uuid column, no idempotency table), opened
     by this one: the column is text, every event is found by its id, a retry of one is a duplicate, the root is
     unchanged, and evt_123 can be appended."""
     before = PostgresStore(url)
@@ -38,7 +38,7 @@ def test_a_log_from_before_client_ids_is_migrated_whole(url: str) -> None:
     # back to how schema 2 stored the same rows (the writer wrote the same bytes then)
     with psycopg.connect(url) as conn:
         conn.execute(f"ALTER TABLE {schema_of(t.id)}.events ALTER COLUMN id TYPE uuid USING id::uuid")
-        conn.execute("UPDATE vigil.tenants SET schema_version = 2 WHERE id = %s", (t.id,))
+        conn.execute("UPDATE vigil.tenants SET schema_version = 4 WHERE id = %s", (t.id,))  # before 5
         conn.execute("DROP TABLE vigil.idempotency_keys")
         conn.execute("DELETE FROM vigil.schema_migrations WHERE version >= 5")
         assert _id_type(conn, t.id) == "uuid"
